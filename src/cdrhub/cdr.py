@@ -1,0 +1,293 @@
+"""The NXCC call log: its 27 fields, and turning a pushed JSON object into typed columns.
+
+Lenient where real senders are sloppy: ``null``, a missing key and ``""`` all mean absent,
+numbers may arrive as strings (``"direction": "2"``), and keys we do not know are simply not
+columns (the raw body keeps them). Strict where a wrong guess would corrupt statistics: a
+value that cannot be its field's type is reported with the field, the value and what was
+expected, every problem at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from cdrhub.errors import BadJson, FieldProblem, InvalidRecord
+
+#: The vendor's own push example, used by ``cdrhub send`` and the docs.
+VENDOR_EXAMPLE: dict[str, Any] = {
+    "agentName": "agent@example.com",
+    "answerTime": 1691372192000,
+    "callDuration": 7,
+    "callId": "b1920376-5e15-4f22-9996-6233f297685e",
+    "callee": "1001@10.0.0.1:5060",
+    "caller": "85235757581",
+    "direction": 2,
+    "endTime": 1691372213000,
+    "intent": "转人工-成功",
+    "orderId": "ORDER_ID",
+    "other": "OTHER",
+    "startTime": 1691372191000,
+    "taskId": "1688363452814331904",
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the end of datetime's range
+_INT32_MAX = 2**31 - 1
+
+
+class _Bad(Exception):
+    """Raised by a converter; carries the human description of what was expected."""
+
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _integer(value: Any, expected: str) -> int:
+    """An int from an int, an integral float or a numeric string; bools are not numbers."""
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                raise _Bad(expected) from None
+            if math.isfinite(number) and number.is_integer():
+                return int(number)
+    raise _Bad(expected)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        # Ids such as taskId are sometimes sent as JSON numbers; keep their digits.
+        text = str(value)
+    else:
+        raise _Bad("a string")
+    if "\x00" in text:
+        # PostgreSQL text cannot hold NUL; refusing keeps both databases identical.
+        raise _Bad("a string without NUL characters")
+    return text
+
+
+def _pass_through(value: Any) -> str:
+    """``other`` is the customer's pass-through data; a JSON object/array is kept as JSON text."""
+    if isinstance(value, dict | list):
+        return _text(msgspec.json.encode(value).decode())
+    return _text(value)
+
+
+def _boolean(value: Any) -> bool:
+    if value is True or value is False:
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+    raise _Bad("true or false")
+
+
+def _epoch_ms(value: Any) -> datetime | None:
+    expected = "epoch milliseconds (a whole number such as 1691372192000)"
+    ms = _integer(value, expected)
+    if ms == 0:
+        # Senders use 0 for "did not happen" (answerTime of an unanswered call): absent.
+        return None
+    if not 0 < ms <= _MAX_EPOCH_MS:
+        raise _Bad(expected)
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _seconds(value: Any) -> int:
+    number = _integer(value, "whole seconds, 0 or more")
+    if not 0 <= number <= _INT32_MAX:
+        raise _Bad("whole seconds, 0 or more")
+    return number
+
+
+def _code(value: Any) -> int:
+    number = _integer(value, "a whole number")
+    if not -_INT32_MAX <= number <= _INT32_MAX:
+        raise _Bad("a whole number that fits 32 bits")
+    return number
+
+
+def _choice(allowed: dict[int, str]) -> Callable[[Any], int]:
+    expected = ", ".join(f"{k} ({v})" for k, v in allowed.items())
+
+    def convert(value: Any) -> int:
+        number = _integer(value, f"one of {expected}")
+        if number not in allowed:
+            raise _Bad(f"one of {expected}")
+        return number
+
+    return convert
+
+
+def _money(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _Bad("a number") from None
+    else:
+        raise _Bad("a number")
+    if not math.isfinite(number):
+        raise _Bad("a finite number")
+    return number
+
+
+DIRECTIONS = {0: "inbound", 1: "outbound", 2: "AICC"}
+HANGUP_BY = {0: "agent", 1: "user", 2: "unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One payload field: its NXCC name, its column, its converter and its meaning."""
+
+    name: str
+    column: str
+    convert: Callable[[Any], Any]
+    doc: str
+
+
+#: All 27 fields, in the vendor's order. Timestamps have a second column ``<column>_ms``.
+FIELDS: tuple[Field, ...] = (
+    Field("agentName", "agent_name", _text, "agent account, often an e-mail"),
+    Field("agentNickName", "agent_nick_name", _text, "agent nickname"),
+    Field("answered", "answered", _boolean, "whether the call was answered"),
+    Field("answerTime", "answer_time", _epoch_ms, "when the call was answered"),
+    Field("callDuration", "call_duration", _seconds, "call duration in seconds, as sent"),
+    Field("callee", "callee", _text, "called number or SIP URI"),
+    Field("caller", "caller", _text, "calling number"),
+    Field("callId", "call_id", _text, "the call's id: the identity of a record"),
+    Field("direction", "direction", _choice(DIRECTIONS), "0 inbound, 1 outbound, 2 AICC"),
+    Field("dtmfKeys", "dtmf_keys", _text, "keys pressed, comma-separated"),
+    Field("endTime", "end_time", _epoch_ms, "when the call ended"),
+    Field("hangupBy", "hangup_by", _choice(HANGUP_BY), "0 agent, 1 user, 2 unknown"),
+    Field("hangupCode", "hangup_code", _code, "hangup reason code"),
+    Field("callStatus", "call_status", _text, "call status"),
+    Field("hangupReason", "hangup_reason", _text, "hangup reason description"),
+    Field("inQueueTime", "in_queue_time", _epoch_ms, "when the call entered a queue"),
+    Field("leaveMsgUrl", "leave_msg_url", _text, "voicemail URL"),
+    Field("orderId", "order_id", _text, "the customer's own id for the call"),
+    Field("other", "other", _pass_through, "pass-through data from the customer"),
+    Field("intent", "intent", _text, "AI intent name"),
+    Field("outQueueTime", "out_queue_time", _epoch_ms, "when the call left the queue"),
+    Field("queueDuration", "queue_duration", _seconds, "seconds in queue"),
+    Field("recordUrl", "record_url", _text, "recording URL"),
+    Field("ringDuration", "ring_duration", _seconds, "seconds ringing"),
+    Field("ringTime", "ring_time", _epoch_ms, "when the call started ringing"),
+    Field("startTime", "start_time", _epoch_ms, "when the call started"),
+    Field("taskId", "task_id", _text, "AICC task id (direction 2)"),
+    Field("totalCustomerPrice", "total_customer_price", _money, "cost of the call"),
+)
+TIME_COLUMNS = tuple(f.column for f in FIELDS if f.convert is _epoch_ms)
+#: Every typed column a call row has, in a stable order.
+COLUMNS: tuple[str, ...] = tuple(f.column for f in FIELDS) + tuple(f"{c}_ms" for c in TIME_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A push that passed validation: typed column values plus what identifies its content."""
+
+    call_id: str
+    values: dict[str, Any]
+    content_hash: str
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """Parse a push body into a JSON object, or raise :class:`BadJson` saying what is wrong."""
+    try:
+        data = msgspec.json.decode(body)
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        raise BadJson(f"body is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise BadJson("body is not valid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BadJson(f"body must be a JSON object (one call log), got a JSON {_kind(data)}")
+    return data
+
+
+def _kind(data: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(data), "number"
+    )
+
+
+def to_record(data: dict[str, Any]) -> CallRecord:
+    """Convert a decoded push into typed columns, or raise :class:`InvalidRecord`."""
+    values: dict[str, Any] = {}
+    problems: list[FieldProblem] = []
+    for field in FIELDS:
+        raw = data.get(field.name)
+        if _blank(raw):
+            values[field.column] = None
+            continue
+        try:
+            values[field.column] = field.convert(raw)
+        except _Bad as bad:
+            values[field.column] = None
+            problems.append(FieldProblem(field.name, _echo(raw), bad.expected))
+    call_id = values["call_id"]
+    if call_id is None and not any(p.field == "callId" for p in problems):
+        problems.insert(0, FieldProblem("callId", _echo(data.get("callId")), "a non-empty string"))
+    if problems:
+        names = ", ".join(p.field for p in problems)
+        raise InvalidRecord(f"invalid value for {names}", problems)
+    for column in TIME_COLUMNS:
+        moment = values[column]
+        values[f"{column}_ms"] = (
+            None if moment is None else (moment - _EPOCH) // timedelta(milliseconds=1)
+        )
+    return CallRecord(call_id, values, content_hash(data))
+
+
+def parse(body: bytes) -> CallRecord:
+    """Body bytes to a valid record: the whole validation a push goes through."""
+    return to_record(decode(body))
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    """Identify a payload's content regardless of key order or whitespace.
+
+    Retries resend identical content; corrections change it. Unknown keys count too, so a
+    field we do not model yet still makes a new raw version when it changes.
+    """
+    canonical = msgspec.json.encode(data, order="sorted")
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def _echo(value: Any) -> Any:
+    """The offending value as it can be shown back in an error (long values shortened)."""
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + "…"
+    if isinstance(value, dict | list):
+        text = msgspec.json.encode(value).decode()
+        return text if len(text) <= 200 else text[:200] + "…"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+        return str(value)
+    return value

@@ -1,0 +1,413 @@
+"""The ``cdrhub`` command: serve, send, database, quarantine, tokens and config.
+
+Each command is a thin wrapper over the same functions the HTTP app uses; Rich output stays
+here. Run without a command, ``cdrhub`` serves.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import httpx
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cdrhub import __version__, cdr
+from cdrhub.errors import SchemaOutdated
+from cdrhub.settings import Settings, load_settings, mask_secret, mask_url
+from cdrhub.store import Store, open_store
+from cdrhub.tokens import accepted_tokens, new_token, read_token_file, write_token_file
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+err_console = Console(stderr=True)
+
+
+def settings_options(func: F) -> F:
+    """``--config`` and ``--database-url``, shared by every command that needs settings."""
+
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="TOML file with settings (default: $CDRHUB_CONFIG). Environment variables win.",
+    )
+    @click.option(
+        "--database-url",
+        help="Database to use (default: $CDRHUB_DATABASE_URL or sqlite:///data/cdrhub.db).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, config_file: Path | None, database_url: str | None, **kw: Any) -> Any:
+        kw["settings"] = _load(config_file, database_url=database_url)
+        return func(*args, **kw)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(config_file: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config_file, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CDRHUB_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _store(settings: Settings) -> Store:
+    try:
+        return open_store(
+            settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class _DefaultServe(click.Group):
+    """``cdrhub`` alone (or with only serve's options) means ``cdrhub serve``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] not in ("--help", "--version")):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultServe)
+@click.version_option(__version__, prog_name="cdrhub")
+def main() -> None:
+    """Receive NXCC call-log pushes and keep every call, once.
+
+    \b
+    Start receiving (SQLite under ./data, token generated on first start):
+        cdrhub db upgrade && cdrhub serve
+    Send the vendor's example push to it:
+        cdrhub send
+    """
+
+
+@main.command()
+@click.option("--host", help="Interface to listen on (default 127.0.0.1; 0.0.0.0 for NXCC).")
+@click.option("--port", type=int, help="Port to listen on (default 8080).")
+@settings_options
+def serve(settings: Settings, host: str | None, port: int | None) -> None:
+    """Run the receiver: NXCC pushes to it, a 200 means the call is stored.
+
+    \b
+    Example:
+        CDRHUB_TOKENS=s3cret cdrhub serve --host 0.0.0.0 --port 8080
+    Then set the call-log push URL in NXCC's call center settings to
+    http://<this server>:8080/cc/callback with the same token.
+    """
+    import uvicorn
+
+    from cdrhub.app import create_app
+
+    settings = settings.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    _configure_logging(settings.log_level)
+    tokens, generated = accepted_tokens(settings, generate=True)
+    _check_database(settings)
+    _print_banner(settings, tokens, generated)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,  # cdrhub logs each push (call id and outcome) itself
+        http="httptools",
+        server_header=False,
+    )
+
+
+def _check_database(settings: Settings) -> None:
+    store = _store(settings)
+    try:
+        if settings.auto_migrate:
+            store.upgrade()
+        store.require_current_schema()
+    except SchemaOutdated as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot use the database {mask_url(settings.database_url)}: {exc}"
+        ) from None
+    finally:
+        store.close()
+
+
+_ANY = ("0.0.0.0", "::")  # noqa: S104 - recognising "all interfaces" to print a useful URL
+
+
+def _print_banner(settings: Settings, tokens: list[str], generated: bool) -> None:
+    base = settings.public_url or (
+        f"http://{'<this-server>' if settings.host in _ANY else settings.host}:{settings.port}"
+    )
+    console.print(f"[bold]cdrhub {__version__}[/] on {mask_url(settings.database_url)}")
+    console.print("Configure NXCC's call-log push (call center settings) with:")
+    for path in settings.callback_paths:
+        console.print(f"  URL:   [bold]{base.rstrip('/')}{path}[/]")
+    if settings.tokens:
+        shown = ", ".join(mask_secret(t) for t in tokens) + "  (from CDRHUB_TOKENS)"
+    else:
+        note = "generated now, saved in" if generated else "from"
+        shown = f"{tokens[0]}  ({note} {settings.token_file})"
+    console.print(f"  token: [bold]{shown}[/]", highlight=False)
+    if settings.host == "127.0.0.1":
+        console.print("Listening on loopback only: use --host 0.0.0.0 so NXCC can reach it.")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Alembic announces its context on every schema check (each /readyz): keep it quiet.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.argument("file", required=False, type=click.File("rb"))
+@click.option(
+    "--url", help="Callback URL (default: this config's first callback path on host:port)."
+)
+@click.option("--token", help="Token to send (default: the first configured token).")
+@click.option("--new-id", is_flag=True, help="Give the call a fresh random callId.")
+@settings_options
+def send(settings: Settings, file: Any, url: str | None, token: str | None, new_id: bool) -> None:
+    """Push a call log the way NXCC does: the vendor's example, or a JSON FILE.
+
+    \b
+    Examples:
+        cdrhub send                              # the vendor's example, to this server
+        cdrhub send call.json --url https://cdr.example.com/cc/callback --token s3cret
+        cdrhub send --new-id                     # a new call each time
+    Exits 1 unless the server answered 200.
+    """
+    body = file.read() if file else json.dumps(cdr.VENDOR_EXAMPLE, ensure_ascii=False).encode()
+    if new_id:
+        data = json.loads(body)
+        data["callId"] = str(uuid.uuid4())
+        body = json.dumps(data, ensure_ascii=False).encode()
+    target = url or f"http://{settings.host}:{settings.port}{settings.callback_paths[0]}"
+    if token is None:
+        tokens, _ = accepted_tokens(settings)
+        if not tokens:
+            raise click.ClickException(
+                "no token to send: pass --token, or set CDRHUB_TOKENS (or run `cdrhub serve` once "
+                "to generate data/token)"
+            )
+        token = tokens[0]
+    try:
+        response = httpx.post(
+            target,
+            content=body,
+            headers={"token": token, "Content-Type": "application/json"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"could not reach {target}: {exc}") from None
+    console.print(f"{response.status_code} {response.reason_phrase}", highlight=False)
+    click.echo(response.text)
+    if response.status_code != 200:
+        sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """Database schema: see where it is, bring it up to date."""
+
+
+@db.command("upgrade")
+@settings_options
+def db_upgrade(settings: Settings) -> None:
+    """Create or migrate the database schema to what this cdrhub needs.
+
+    \b
+    Example:
+        CDRHUB_DATABASE_URL=postgresql://cdrhub@db:5432/cdrhub cdrhub db upgrade
+    Safe to run any time, from any number of receivers: it only applies what is missing.
+    """
+    store = _store(settings)
+    try:
+        before, after = store.upgrade()
+    except Exception as exc:
+        raise click.ClickException(f"upgrade failed: {exc}") from None
+    finally:
+        store.close()
+    if before == after:
+        click.echo(f"Database already at {after}: nothing to do.")
+    else:
+        click.echo(f"Database upgraded from {before or 'empty'} to {after}.")
+
+
+@db.command("status")
+@settings_options
+def db_status(settings: Settings) -> None:
+    """Show the schema revision of the database and the one this cdrhub needs."""
+    store = _store(settings)
+    try:
+        current, head = store.schema_status()
+    finally:
+        store.close()
+    click.echo(f"database: {mask_url(settings.database_url)}")
+    click.echo(f"schema:   {current or 'empty'} (needs {head})")
+    if current != head:
+        click.echo("Run `cdrhub db upgrade` to bring it up to date.")
+        sys.exit(1)
+
+
+@main.group(name="quarantine")
+def quarantine_group() -> None:
+    """Bodies that were refused (after a valid token): list, inspect, replay."""
+
+
+@quarantine_group.command("list")
+@click.option("--all", "include_replayed", is_flag=True, help="Include entries already replayed.")
+@click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
+@settings_options
+def quarantine_list(settings: Settings, include_replayed: bool, limit: int) -> None:
+    """List quarantined bodies, newest first.
+
+    \b
+    Example:
+        cdrhub quarantine list --limit 20
+    """
+    store = _store(settings)
+    try:
+        entries = store.quarantined(limit=limit, include_replayed=include_replayed)
+    finally:
+        store.close()
+    if not entries:
+        click.echo("Quarantine is empty.")
+        return
+    table = Table("id", "received (UTC)", "status", "reason", "callId", "replayed")
+    for e in entries:
+        table.add_row(
+            str(e["id"]),
+            e["received_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            str(e["status"]),
+            e["reason"],
+            e["call_id"] or "",
+            e["replay_result"] or "",
+        )
+    console.print(table)
+
+
+@quarantine_group.command("show")
+@click.argument("entry_id", type=int)
+@settings_options
+def quarantine_show(settings: Settings, entry_id: int) -> None:
+    """Show one quarantined body: why it was refused, its headers and its bytes."""
+    store = _store(settings)
+    try:
+        entry = store.quarantine_entry(entry_id)
+    finally:
+        store.close()
+    if entry is None:
+        raise click.ClickException(
+            f"no quarantine entry #{entry_id} (see `cdrhub quarantine list`)"
+        )
+    detail = json.loads(entry["detail"])
+    click.echo(
+        f"#{entry['id']}  {entry['received_at'].isoformat()}  {entry['status']} "
+        f"{entry['reason']}  from {entry['remote_addr'] or '?'} on {entry['path'] or '?'}"
+    )
+    click.echo(f"detail: {detail.get('detail')}")
+    for problem in detail.get("fields", []):
+        click.echo(
+            f"  {problem['field']}: got {problem['value']!r}, expected {problem['expected']}"
+        )
+    click.echo("headers: " + json.dumps(dict(json.loads(entry["headers"])), ensure_ascii=False))
+    if entry["replayed_at"]:
+        click.echo(f"replayed: {entry['replayed_at'].isoformat()} ({entry['replay_result']})")
+    click.echo("body" + ("" if entry["body_complete"] else " (cut at the size limit)") + ":")
+    click.echo(entry["body"].decode("utf-8", errors="backslashreplace"))
+
+
+@quarantine_group.command("replay")
+@click.argument("entry_ids", type=int, nargs=-1)
+@click.option("--all", "replay_every", is_flag=True, help="Replay every entry not replayed yet.")
+@settings_options
+def quarantine_replay(settings: Settings, entry_ids: tuple[int, ...], replay_every: bool) -> None:
+    """Store quarantined bodies that today's cdrhub accepts.
+
+    \b
+    Examples:
+        cdrhub quarantine replay 12 13
+        cdrhub quarantine replay --all
+    Exits 1 if any entry is still refused (it stays in quarantine).
+    """
+    from cdrhub.quarantine import replay, replay_all
+
+    if not entry_ids and not replay_every:
+        raise click.UsageError("give entry ids, or --all")
+    store = _store(settings)
+    try:
+        try:
+            results = replay_all(store) if replay_every else [replay(store, i) for i in entry_ids]
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    for r in results:
+        mark = "stored" if r.stored else "not stored"
+        click.echo(
+            f"#{r.entry_id}: {mark}: {r.message}" + (f" (call {r.call_id})" if r.call_id else "")
+        )
+    if any(not r.stored for r in results):
+        sys.exit(1)
+
+
+@main.group()
+def token() -> None:
+    """Ingest tokens (the `token` header NXCC sends)."""
+
+
+@token.command("new")
+@click.option("--save", is_flag=True, help="Replace the token in <data_dir>/token with it.")
+@click.option(
+    "--add",
+    is_flag=True,
+    help="Add it to <data_dir>/token, keeping the old ones "
+    "(rotation: NXCC can switch while both work).",
+)
+@settings_options
+def token_new(settings: Settings, save: bool, add: bool) -> None:
+    """Print a new random token (and optionally keep it in the token file).
+
+    \b
+    Rotation without downtime:
+        cdrhub token new --add        # both tokens now accepted (restart serve)
+        ... set the new token in NXCC ...
+        cdrhub token new --save       # or edit data/token to drop the old one
+    With CDRHUB_TOKENS set, list old and new there instead: CDRHUB_TOKENS=old,new
+    """
+    fresh = new_token()
+    if save or add:
+        kept = read_token_file(settings.token_file) if add else []
+        write_token_file(settings.token_file, [*kept, fresh])
+        click.echo(f"{fresh}\nsaved in {settings.token_file}; restart `cdrhub serve` to use it")
+        if settings.tokens:
+            click.echo("note: CDRHUB_TOKENS is set and takes precedence over the token file")
+    else:
+        click.echo(fresh)
+
+
+@main.command()
+@settings_options
+def config(settings: Settings) -> None:
+    """Print the effective settings (secrets masked) as TOML-style lines."""
+    for name, value in settings.masked().items():
+        click.echo(f"{name} = {json.dumps(value, ensure_ascii=False)}")

@@ -1,0 +1,179 @@
+"""The one settings object: every knob cdrhub has, read from ``CDRHUB_*`` and an optional TOML file.
+
+Only the CLI and the ASGI entry point call :func:`load_settings`; everything else receives a
+:class:`Settings` instance, so tests build one per case without touching the environment.
+Precedence, highest first: explicit overrides (CLI flags), environment, TOML file, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: The variable naming a TOML file to read settings from (``--config`` on the CLI wins).
+CONFIG_ENV = "CDRHUB_CONFIG"
+
+
+def _split_commas(value: Any) -> Any:
+    """Accept ``a,b`` from the environment as well as a TOML list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Field descriptions are the documentation (docs/settings.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="CDRHUB_", frozen=True, extra="forbid")
+
+    database_url: str = Field(
+        "sqlite:///data/cdrhub.db",
+        description="Where calls are stored: `sqlite:///path.db` (embedded, the default) or "
+        "`postgresql://user@host:port/db` for several receivers on one database.",
+    )
+    tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated tokens accepted in the `token` header of a push. List the "
+        "old and the new token together to rotate without downtime. When empty, `serve` "
+        "uses (and on first start generates) the token saved in `<data_dir>/token`.",
+    )
+    callback_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/cc/callback"],
+        description="Comma-separated URL paths that accept pushes (NXCC's own example uses "
+        "`/callback`).",
+    )
+    data_dir: Path = Field(
+        Path("data"),
+        description="Directory for the generated token file (and the default SQLite file).",
+    )
+    host: str = Field(
+        "127.0.0.1",
+        description="Interface `serve` listens on; use 0.0.0.0 to "
+        "accept pushes from NXCC over the network.",
+    )
+    port: int = Field(8080, ge=1, le=65535, description="TCP port `serve` listens on.")
+    public_url: str | None = Field(
+        None,
+        description="The base URL NXCC reaches this server at (for example "
+        "`https://cdr.example.com`); only used to print the callback URL at startup.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest push body accepted; larger ones get 413."
+    )
+    auto_migrate: bool = Field(
+        False,
+        description="Apply pending database migrations when `serve` starts instead of refusing "
+        "to run until `cdrhub db upgrade` has been run.",
+    )
+    timezone: str = Field(
+        "UTC",
+        description="IANA time zone of the call center (for example `Asia/Shanghai`): day and "
+        "hour buckets and displayed times follow it.",
+    )
+    batch_max: int = Field(
+        512, ge=1, description="Most pushes stored by one database commit (group commit)."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        5000,
+        ge=0,
+        description="How long a write waits for another process's lock on the SQLite file "
+        "before the push is answered 503 (NXCC retries).",
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+
+    @field_validator("tokens", "callback_paths", mode="before")
+    @classmethod
+    def _lists_from_commas(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("callback_paths")
+    @classmethod
+    def _paths_are_absolute(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*", path):
+                raise ValueError(f"callback path {path!r} must start with '/', e.g. /cc/callback")
+        if not value:
+            raise ValueError("at least one callback path is needed, e.g. /cc/callback")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai"
+            ) from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log level must be debug, info, warning or error")
+        return level
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def token_file(self) -> Path:
+        """Where the generated token lives when ``tokens`` is not configured."""
+        return self.data_dir / "token"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain values, secrets replaced by a mask."""
+        values = self.model_dump(mode="json")
+        values["tokens"] = [mask_secret(t.get_secret_value()) for t in self.tokens]
+        values["database_url"] = mask_url(self.database_url)
+        return values
+
+
+def mask_secret(secret: str) -> str:
+    """Show only enough of a secret to tell two apart: its last two characters."""
+    return "*" * 8 + secret[-2:] if len(secret) > 8 else "*" * 8
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL (``postgresql://user:***@host/db``)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the environment (and a TOML file from ``config_file`` or ``CDRHUB_CONFIG``).
+
+    ``overrides`` are explicit values, such as CLI flags, and win over everything else.
+    """
+    path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    cls: type[Settings] = Settings
+    if path is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        cls = type(
+            "FileSettings",
+            (Settings,),
+            {"model_config": {**Settings.model_config, "toml_file": path}},
+        )
+    return cls(**{k: v for k, v in overrides.items() if v is not None})

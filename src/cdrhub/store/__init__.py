@@ -1,0 +1,394 @@
+"""Storage of calls, their raw bodies and the quarantine, on SQLite or PostgreSQL.
+
+:meth:`Store.write` is the one way anything is written. It takes a batch (the group commit of
+every push waiting at that moment) and stores it in a single transaction, so a caller that gets
+its result back knows its push is committed and synced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any, Literal
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from cdrhub.cdr import CallRecord
+from cdrhub.errors import SchemaOutdated, StoreUnavailable
+from cdrhub.store import migrate, postgres, sqlite
+from cdrhub.store.schema import calls, quarantine, raw_pushes
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["created", "duplicate", "updated", "stale"]
+"""What storing a push did.
+
+``created``: a new call. ``duplicate``: same content as the stored call (a retry), only the
+delivery count moved. ``updated``: new content for a known call (a correction); it becomes the
+current row and its body a new raw version. ``stale``: content this call had before but that
+was since superseded (a late retry of an old version); counted, never allowed to win.
+"""
+
+Source = Literal["push", "import", "replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A valid call log to store, with the exact bytes it arrived as."""
+
+    record: CallRecord
+    body: bytes
+    source: Source = "push"
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An authenticated body we refused, kept so an operator can inspect and replay it."""
+
+    body: bytes
+    status: int
+    reason: str
+    detail: dict[str, Any]
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body_complete: bool = True
+    path: str | None = None
+    remote_addr: str | None = None
+    call_id: str | None = None
+    source: Source = "push"
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+Item = Push | Rejected
+
+
+class Store:
+    """The database behind cdrhub. Thread-safe; the writer thread and readers share it."""
+
+    def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self._dialect: ModuleType
+        if url.startswith("sqlite"):
+            self._dialect = sqlite
+            self.write_engine, self.read_engine = sqlite.create_engines(url, sqlite_busy_timeout_ms)
+        elif url.startswith(("postgresql", "postgres")):
+            self._dialect = postgres
+            self.write_engine, self.read_engine = postgres.create_engines(
+                url.replace("postgres://", "postgresql://", 1)
+            )
+        else:
+            raise ValueError(
+                f"unsupported database URL scheme in {url.split(':', 1)[0]!r}: use "
+                "sqlite:///path.db or postgresql://user@host:port/db"
+            )
+
+    @property
+    def kind(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.write_engine.dialect.name
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Apply pending migrations; returns (revision before, revision now)."""
+        return migrate.upgrade(self.write_engine)
+
+    def schema_status(self) -> tuple[str | None, str]:
+        """(revision of the database, revision this cdrhub needs)."""
+        return migrate.current_revision(self.read_engine), migrate.head_revision()
+
+    def require_current_schema(self) -> None:
+        """Raise :class:`SchemaOutdated` with the command that fixes it."""
+        current, head = self.schema_status()
+        if current != head:
+            state = "has no cdrhub tables yet" if current is None else f"is at {current}"
+            raise SchemaOutdated(
+                f"the database schema {state}; this cdrhub needs {head}. "
+                "Run `cdrhub db upgrade` (or set CDRHUB_AUTO_MIGRATE=true)."
+            )
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` if the database cannot be reached."""
+        try:
+            with self.read_engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError as exc:
+            raise StoreUnavailable(_why(exc)) from exc
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, items: Sequence[Item]) -> list[Outcome | int]:
+        """Store a batch in one transaction; one result per item, in order.
+
+        A push's result is its :data:`Outcome`; a rejected body's is its quarantine id.
+        Items are applied in order, so two pushes of one callId in one batch behave exactly
+        as if they had been committed one after the other. Raises
+        :class:`StoreUnavailable` when the database cannot be written (down, locked).
+        """
+        try:
+            with self.write_engine.begin() as conn:
+                call_ids = sorted({i.record.call_id for i in items if isinstance(i, Push)})
+                if call_ids:
+                    self._dialect.lock_calls(conn, call_ids)
+                results = _apply(conn, items, call_ids)
+        except OperationalError as exc:
+            raise StoreUnavailable(_why(exc)) from exc
+        return results
+
+    def save(self, push: Push) -> Outcome:
+        """Store one push (the CLI's import and replay path)."""
+        result = self.write([push])[0]
+        assert isinstance(result, str)
+        return result
+
+    def quarantine(self, rejected: Rejected) -> int:
+        """Keep one refused body; returns its quarantine id."""
+        result = self.write([rejected])[0]
+        assert isinstance(result, int)
+        return result
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        """The stored row of a call, or None."""
+        with self.read_engine.connect() as conn:
+            row = conn.execute(select(calls).where(calls.c.call_id == call_id)).mappings().first()
+        return dict(row) if row else None
+
+    def raw_versions(self, call_id: str) -> list[dict[str, Any]]:
+        """Every distinct body received for a call, oldest first."""
+        query = select(raw_pushes).where(raw_pushes.c.call_id == call_id).order_by(raw_pushes.c.id)
+        with self.read_engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def count_calls(self) -> int:
+        """How many calls are stored."""
+        with self.read_engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(calls)).scalar_one())
+
+    def quarantined(
+        self, *, limit: int = 50, include_replayed: bool = False
+    ) -> list[dict[str, Any]]:
+        """Quarantined bodies, newest first."""
+        query = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
+        if not include_replayed:
+            query = query.where(quarantine.c.replayed_at.is_(None))
+        with self.read_engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def quarantine_entry(self, entry_id: int) -> dict[str, Any] | None:
+        """One quarantined body with everything kept about it."""
+        with self.read_engine.connect() as conn:
+            row = (
+                conn.execute(select(quarantine).where(quarantine.c.id == entry_id))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def mark_replayed(self, entry_id: int, result: str) -> None:
+        """Record that a quarantined body was stored after all."""
+        with self.write_engine.begin() as conn:
+            conn.execute(
+                update(quarantine)
+                .where(quarantine.c.id == entry_id)
+                .values(replayed_at=datetime.now(UTC), replay_result=result)
+            )
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+
+def _why(exc: DBAPIError) -> str:
+    """A one-line reason from a driver error, without the SQL or its parameters."""
+    message = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return f"database unavailable: {message}"
+
+
+# Content columns are SET from the keys of each parameter dict (SQLAlchemy's executemany
+# UPDATE); only the counters need expressions of their own.
+_update_content = (
+    update(calls)
+    .where(calls.c.call_id == bindparam("key"))
+    .values(
+        delivery_count=calls.c.delivery_count + bindparam("deliveries"),
+        version_count=calls.c.version_count + bindparam("versions"),
+    )
+)
+_bump_call = (
+    update(calls)
+    .where(calls.c.call_id == bindparam("key"))
+    .values(
+        delivery_count=calls.c.delivery_count + bindparam("deliveries"),
+        last_received_at=bindparam("last_received_at"),
+    )
+)
+_bump_raw = (
+    update(raw_pushes)
+    .where(raw_pushes.c.call_id == bindparam("key"))
+    .where(raw_pushes.c.content_hash == bindparam("hash"))
+    .values(delivery_count=raw_pushes.c.delivery_count + bindparam("deliveries"))
+)
+
+
+def _apply(conn: Any, items: Sequence[Item], call_ids: list[str]) -> list[Outcome | int]:
+    """Decide what each item does against the rows as they are now, then write it all."""
+    current: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
+    if call_ids:
+        current = dict(
+            conn.execute(
+                select(calls.c.call_id, calls.c.content_hash).where(calls.c.call_id.in_(call_ids))
+            ).all()
+        )
+    if current:
+        seen = set(
+            conn.execute(
+                select(raw_pushes.c.call_id, raw_pushes.c.content_hash).where(
+                    raw_pushes.c.call_id.in_(list(current))
+                )
+            ).all()
+        )
+    existing = set(current)
+
+    content: dict[str, dict[str, Any]] = {}  # call_id -> newest content row written this batch
+    deliveries: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    last_seen: dict[str, datetime] = {}
+    new_raw: dict[tuple[str, str], dict[str, Any]] = {}
+    raw_deliveries: Counter[tuple[str, str]] = Counter()
+    results: list[Outcome | int] = []
+
+    for item in items:
+        if isinstance(item, Rejected):
+            results.append(_insert_quarantine(conn, item))
+            continue
+        cid, digest = item.record.call_id, item.record.content_hash
+        key = (cid, digest)
+        deliveries[cid] += 1
+        last_seen[cid] = item.received_at
+        raw_deliveries[key] += 1
+        outcome: Outcome
+        if cid not in current:
+            outcome = "created"
+        elif current[cid] == digest:
+            outcome = "duplicate"
+        elif key in seen:
+            outcome = "stale"
+        else:
+            outcome = "updated"
+        if outcome in ("created", "updated"):
+            current[cid] = digest
+            seen.add(key)
+            versions[cid] += 1
+            content[cid] = {
+                **item.record.values,
+                "content_hash": digest,
+                "source": item.source,
+                "updated_at": item.received_at,
+            }
+            new_raw[key] = {
+                "call_id": cid,
+                "content_hash": digest,
+                "body": item.body,
+                "source": item.source,
+                "received_at": item.received_at,
+            }
+        results.append(outcome)
+
+    _flush(conn, existing, content, deliveries, versions, last_seen, new_raw, raw_deliveries)
+    return results
+
+
+def _flush(
+    conn: Any,
+    existing: set[str],
+    content: dict[str, dict[str, Any]],
+    deliveries: Counter[str],
+    versions: Counter[str],
+    last_seen: dict[str, datetime],
+    new_raw: dict[tuple[str, str], dict[str, Any]],
+    raw_deliveries: Counter[tuple[str, str]],
+) -> None:
+    """Write the batch's decisions with one executemany per kind of change."""
+    inserts, changes, bumps = [], [], []
+    for cid, count in deliveries.items():
+        if cid not in existing:
+            row = content[cid]
+            inserts.append(
+                row
+                | {
+                    "received_at": row["updated_at"],
+                    "last_received_at": last_seen[cid],
+                    "delivery_count": count,
+                    "version_count": versions[cid],
+                }
+            )
+        elif cid in content:
+            changes.append(
+                {k: v for k, v in content[cid].items() if k != "call_id"}
+                | {
+                    "key": cid,
+                    "last_received_at": last_seen[cid],
+                    "deliveries": count,
+                    "versions": versions[cid],
+                }
+            )
+        else:
+            bumps.append({"key": cid, "deliveries": count, "last_received_at": last_seen[cid]})
+    if inserts:
+        conn.execute(insert(calls), inserts)
+    if changes:
+        conn.execute(_update_content, changes)
+    if bumps:
+        conn.execute(_bump_call, bumps)
+    raw_rows = [row | {"delivery_count": raw_deliveries.pop(key)} for key, row in new_raw.items()]
+    if raw_rows:
+        conn.execute(insert(raw_pushes), raw_rows)
+    if raw_deliveries:
+        conn.execute(
+            _bump_raw,
+            [{"key": k[0], "hash": k[1], "deliveries": n} for k, n in raw_deliveries.items()],
+        )
+
+
+def _insert_quarantine(conn: Any, item: Rejected) -> int:
+    values = {
+        "received_at": item.received_at,
+        "source": item.source,
+        "path": item.path,
+        "remote_addr": item.remote_addr,
+        "headers": json.dumps(item.headers, ensure_ascii=False),
+        "body": item.body,
+        "body_complete": item.body_complete,
+        "status": item.status,
+        "reason": item.reason,
+        "detail": json.dumps(item.detail, ensure_ascii=False),
+        "call_id": item.call_id,
+    }
+    return int(conn.execute(insert(quarantine).returning(quarantine.c.id), values).scalar_one())
+
+
+def open_store(url: str, *, sqlite_busy_timeout_ms: int = 5000) -> Store:
+    """Open the database a URL names (nothing is created until :meth:`Store.upgrade`)."""
+    return Store(url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
+
+
+__all__ = [
+    "Item",
+    "Outcome",
+    "Push",
+    "Rejected",
+    "SchemaOutdated",
+    "Store",
+    "open_store",
+]

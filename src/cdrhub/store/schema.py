@@ -1,0 +1,153 @@
+"""The database schema: the single ``MetaData`` that Alembic migrations are checked against.
+
+Three tables: ``calls`` (one typed row per callId, the newest content), ``raw_pushes`` (every
+distinct body received for a call, byte for byte) and ``quarantine`` (authenticated bodies we
+could not accept, kept for an operator to inspect and replay).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database.
+
+    PostgreSQL has ``timestamptz``; SQLite has no zone, so values are stored as naive UTC and
+    given their zone back when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _time(name: str) -> list[Column[Any]]:
+    """A call timestamp: UTC timestamp for querying plus the epoch ms exactly as NXCC sent it."""
+    return [Column(name, UTCDateTime()), Column(f"{name}_ms", BigInteger)]
+
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("call_id", Text, primary_key=True),
+    Column("agent_name", Text),
+    Column("agent_nick_name", Text),
+    Column("answered", Boolean),
+    Column("direction", SmallInteger),
+    Column("caller", Text),
+    Column("callee", Text),
+    *_time("start_time"),
+    *_time("ring_time"),
+    *_time("in_queue_time"),
+    *_time("out_queue_time"),
+    *_time("answer_time"),
+    *_time("end_time"),
+    Column("call_duration", Integer),
+    Column("ring_duration", Integer),
+    Column("queue_duration", Integer),
+    Column("dtmf_keys", Text),
+    Column("hangup_by", SmallInteger),
+    Column("hangup_code", Integer),
+    Column("hangup_reason", Text),
+    Column("call_status", Text),
+    Column("record_url", Text),
+    Column("leave_msg_url", Text),
+    Column("order_id", Text),
+    Column("other", Text),
+    Column("intent", Text),
+    Column("task_id", Text),
+    Column("total_customer_price", Double),
+    # Bookkeeping: where the current content came from and how often it was delivered.
+    Column("content_hash", String(32), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("last_received_at", UTCDateTime(), nullable=False),
+    Column("delivery_count", Integer, nullable=False),
+    Column("version_count", Integer, nullable=False),
+    Index(None, "start_time"),
+    Index(None, "direction", "start_time"),
+    Index(None, "agent_name"),
+    Index(None, "caller"),
+    Index(None, "callee"),
+    Index(None, "task_id"),
+    Index(None, "order_id"),
+)
+
+raw_pushes = Table(
+    "raw_pushes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("call_id", Text, nullable=False),
+    Column("content_hash", String(32), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("delivery_count", Integer, nullable=False),
+    UniqueConstraint("call_id", "content_hash"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("path", Text),
+    Column("remote_addr", Text),
+    Column("headers", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("body_complete", Boolean, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("call_id", Text),
+    Column("replayed_at", UTCDateTime()),
+    Column("replay_result", Text),
+    Index(None, "received_at"),
+)

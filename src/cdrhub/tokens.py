@@ -1,0 +1,46 @@
+"""Ingest tokens: the configured ones, or one generated on first start and kept on disk."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from cdrhub.settings import Settings
+
+
+def new_token() -> str:
+    """A fresh random token (32 bytes of entropy, URL-safe so it pastes anywhere)."""
+    return secrets.token_urlsafe(32)
+
+
+def read_token_file(path: Path) -> list[str]:
+    """Tokens in a token file, one per line (blank lines and # comments ignored)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def write_token_file(path: Path, tokens: list[str]) -> None:
+    """Replace the token file, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(tokens) + "\n")
+
+
+def accepted_tokens(settings: Settings, *, generate: bool = False) -> tuple[list[str], bool]:
+    """The tokens pushes may carry, and whether one was just generated.
+
+    ``CDRHUB_TOKENS`` wins; otherwise the token file under ``data_dir`` is used, and with
+    ``generate`` a new token is written there when it has none.
+    """
+    if settings.tokens:
+        return [t.get_secret_value() for t in settings.tokens], False
+    stored = read_token_file(settings.token_file)
+    if stored or not generate:
+        return stored, False
+    token = new_token()
+    write_token_file(settings.token_file, [token])
+    return [token], True

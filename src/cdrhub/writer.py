@@ -1,0 +1,106 @@
+"""Group commit: one writer thread stores every push that is waiting in a single transaction.
+
+Requests put their item on a queue and await a future. The thread takes everything queued
+(up to ``batch_max``), commits it (one fsync for all of them) and only then resolves the
+futures, so each request answers 200 only once its own row is durable. While one commit is
+syncing, the next batch gathers: the busier the server, the bigger the batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from typing import Any
+
+from cdrhub.errors import StoreUnavailable
+from cdrhub.store import Item, Outcome, Store
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+Result = Outcome | int
+_Settled = list[tuple[asyncio.Future[Result], Result | BaseException]]
+
+
+class BatchWriter:
+    """The only writer of its process; see the module docstring for the contract."""
+
+    def __init__(self, store: Store, *, batch_max: int = 512) -> None:
+        self._store = store
+        self._batch_max = batch_max
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="cdrhub-writer", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Start the thread; must be called from the event loop that will submit."""
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+
+    async def submit(self, item: Item) -> Result:
+        """Store ``item``; returns once it is committed, or raises what the store raised."""
+        assert self._loop is not None, "BatchWriter.start() was not called"
+        future: asyncio.Future[Result] = self._loop.create_future()
+        self._queue.put((item, future))
+        return await future
+
+    async def stop(self) -> None:
+        """Commit what is queued, then end the thread."""
+        if not self._thread.is_alive():
+            return
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while len(batch) < self._batch_max:
+                try:
+                    following = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if following is _STOP:
+                    stopping = True
+                    break
+                batch.append(following)
+            settled = self._commit(batch)
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:
+                log.error("event loop closed before %d stored items were answered", len(batch))
+                return
+
+    def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> _Settled:
+        items = [item for item, _ in batch]
+        try:
+            results: list[Result | BaseException] = list(self._store.write(items))
+        except StoreUnavailable as exc:
+            log.error("could not store %d item(s): %s", len(items), exc.detail)
+            results = [exc] * len(items)
+        except Exception as exc:
+            # Not the database being away: something about one item. Store the others
+            # one by one so a single bad push cannot fail the pushes that shared its batch.
+            if len(items) == 1:
+                log.exception("storing an item failed")
+                results = [exc]
+            else:
+                results = [self._commit([pair])[0][1] for pair in batch]
+        return [(future, result) for (_, future), result in zip(batch, results, strict=True)]
+
+
+def _settle(settled: _Settled) -> None:
+    for future, result in settled:
+        if future.done():  # the request went away; its item is stored all the same
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
