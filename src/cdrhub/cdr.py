@@ -1,4 +1,4 @@
-"""The NXCC call log: its 27 fields, and turning a pushed JSON object into typed columns.
+"""The NXCC call log: its 28 fields, and turning a pushed JSON object into typed columns.
 
 Lenient where real senders are sloppy: ``null``, a missing key and ``""`` all mean absent,
 numbers may arrive as strings (``"direction": "2"``), and keys we do not know are simply not
@@ -174,7 +174,8 @@ class Field:
     doc: str
 
 
-#: All 27 fields, in the vendor's order. Timestamps have a second column ``<column>_ms``.
+#: Every field of the vendor's table, in its order: 28 (NXCC.md counts 27, the seed lists 28).
+#: Timestamps also get a column ``<column>_ms`` with the epoch milliseconds as sent.
 FIELDS: tuple[Field, ...] = (
     Field("agentName", "agent_name", _text, "agent account, often an e-mail"),
     Field("agentNickName", "agent_nick_name", _text, "agent nickname"),

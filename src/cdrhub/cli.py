@@ -109,9 +109,8 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     Then set the call-log push URL in NXCC's call center settings to
     http://<this server>:8080/cc/callback with the same token.
     """
-    import uvicorn
-
     from cdrhub.app import create_app
+    from cdrhub.server import run
 
     settings = settings.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -120,16 +119,7 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     tokens, generated = accepted_tokens(settings, generate=True)
     _check_database(settings)
     _print_banner(settings, tokens, generated)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,  # cdrhub logs each push (call id and outcome) itself
-        http="httptools",
-        server_header=False,
-    )
+    run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
 def _check_database(settings: Settings) -> None:

@@ -1,0 +1,142 @@
+"""The field model: every pushed value is either typed correctly or reported precisely."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cdrhub import cdr
+from cdrhub.errors import BadJson, InvalidRecord
+
+# The seed's field table, in its order. (It has 28 rows; NXCC.md's "27" miscounts it.)
+SEED_FIELDS = (
+    "agentName agentNickName answered answerTime callDuration callee caller callId direction "
+    "dtmfKeys endTime hangupBy hangupCode callStatus hangupReason inQueueTime leaveMsgUrl "
+    "orderId other intent outQueueTime queueDuration recordUrl ringDuration ringTime startTime "
+    "taskId totalCustomerPrice"
+).split()
+
+
+def test_every_field_of_the_vendor_table_has_a_snake_case_column() -> None:
+    """All fields of the vendor's table, each with its snake_case column and a time's _ms twin."""
+    assert [f.name for f in cdr.FIELDS] == SEED_FIELDS
+    assert cdr.FIELDS[0].column == "agent_name"
+    assert "leave_msg_url" in cdr.COLUMNS and "in_queue_time_ms" in cdr.COLUMNS
+    assert len(cdr.COLUMNS) == len(SEED_FIELDS) + 6
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "column", "expected"),
+    [
+        ("answered", True, "answered", True),
+        ("answered", "TRUE", "answered", True),
+        ("answered", 0, "answered", False),
+        ("direction", "2", "direction", 2),
+        ("direction", 1.0, "direction", 1),
+        ("callDuration", " 42 ", "call_duration", 42),
+        ("startTime", 1691372191000.0, "start_time_ms", 1691372191000),
+        ("startTime", "1691372191000", "start_time", datetime(2023, 8, 7, 1, 36, 31, tzinfo=UTC)),
+        ("answerTime", 0, "answer_time", None),
+        ("answerTime", "", "answer_time_ms", None),
+        ("totalCustomerPrice", 3, "total_customer_price", 3.0),
+        ("taskId", 1688363452814331904, "task_id", "1688363452814331904"),
+        ("other", {"crm": "A-1"}, "other", '{"crm":"A-1"}'),
+        ("agentName", None, "agent_name", None),
+    ],
+)
+def test_lenient_values(field: str, value: Any, column: str, expected: Any) -> None:
+    """Values real senders produce are accepted and converted to the column's type."""
+    record = cdr.to_record({"callId": "x", field: value})
+    assert record.values[column] == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("answered", "maybe"),
+        ("answered", 2),
+        ("direction", 3),
+        ("direction", "inbound"),
+        ("hangupBy", -1),
+        ("startTime", "2023-08-07"),
+        ("startTime", -5),
+        ("startTime", 10**20),
+        ("endTime", True),
+        ("callDuration", 1.5),
+        ("ringDuration", -1),
+        ("totalCustomerPrice", "free"),
+        ("totalCustomerPrice", [1]),
+        ("callee", ["a"]),
+        ("caller", "nul\x00byte"),
+        ("callId", True),
+    ],
+)
+def test_impossible_values_are_reported(field: str, value: Any) -> None:
+    """A value that cannot be its field's type is a 422 naming the field and the value."""
+    with pytest.raises(InvalidRecord) as caught:
+        cdr.to_record({"callId": "x", field: value})
+    [problem] = caught.value.fields
+    assert problem.field == field
+    assert problem.expected
+    msgspec.json.encode(problem.value)  # always renderable in the error body
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """The sender learns about all bad fields in one reply, not one per retry."""
+    with pytest.raises(InvalidRecord) as caught:
+        cdr.to_record({"direction": 9, "answered": "?"})
+    assert [p.field for p in caught.value.fields] == ["callId", "answered", "direction"]
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"{", b"[1]", b'"x"', b"null", b"NaN", b"\xff", b"[" * 100_000]
+)
+def test_not_a_json_object_is_bad_json(body: bytes) -> None:
+    """Anything that is not one JSON object is refused as bad JSON, never a crash."""
+    with pytest.raises(BadJson):
+        cdr.parse(body)
+
+
+def test_content_hash_ignores_key_order_but_not_values() -> None:
+    """Retries (same content) share a hash; corrections and new unknown fields do not."""
+    a = cdr.content_hash({"callId": "1", "x": 1})
+    assert a == cdr.content_hash({"x": 1, "callId": "1"})
+    assert a != cdr.content_hash({"callId": "1", "x": 2})
+    assert a != cdr.content_hash({"callId": "1", "x": 1, "new": None})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=5,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([f.name for f in cdr.FIELDS] + ["extra"]), json_values, max_size=10
+    )
+)
+def test_any_object_is_accepted_or_precisely_refused(data: dict[str, Any]) -> None:
+    """Arbitrary field values never crash: a typed record, or InvalidRecord with fields."""
+    body = msgspec.json.encode(data)
+    try:
+        record = cdr.parse(body)
+    except InvalidRecord as error:
+        assert error.fields
+        for problem in error.fields:
+            assert problem.field in data or problem.field == "callId"
+            msgspec.json.encode(problem.value)
+        return
+    assert record.call_id
+    for column in cdr.TIME_COLUMNS:
+        moment = record.values[column]
+        assert moment is None or moment.tzinfo is UTC
+    price = record.values["total_customer_price"]
+    assert price is None or math.isfinite(price)

@@ -1,0 +1,179 @@
+"""A real ``cdrhub serve`` process, pushed to by real clients of other stacks (curl, the JDK)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cdrhub.cdr import VENDOR_EXAMPLE
+from cdrhub.store import Store
+
+from .conftest import TOKEN, Server
+
+VENDOR_BODY = json.dumps(VENDOR_EXAMPLE, ensure_ascii=False)
+
+
+def _curl(url: str, body: str, *headers: str) -> tuple[int, str]:
+    args = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", url]
+    for header in headers:
+        args += ["-H", header]
+    done = subprocess.run(
+        [*args, "--data-binary", body], capture_output=True, text=True, timeout=30, check=True
+    )
+    text, _, status = done.stdout.rpartition("\n")
+    return int(status), text
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_vendor_example_twice_stores_one_call(
+    serve: Callable[..., Server], store: Store
+) -> None:
+    """The issue's 'done when': the vendor's curl, twice, stores the call once."""
+    server = serve()
+    url = f"{server.url}/cc/callback"
+    headers = (f"token: {TOKEN}", "Content-Type: application/json")
+    assert _curl(url, VENDOR_BODY, *headers)[0] == 200
+    assert _curl(url, VENDOR_BODY, *headers)[0] == 200
+    assert store.count_calls() == 1
+    row = store.get_call(VENDOR_EXAMPLE["callId"])
+    assert row is not None and row["delivery_count"] == 2
+    assert _curl(url, VENDOR_BODY, "Content-Type: application/json")[0] == 401
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("Transfer-Encoding: chunked",),
+        ("Expect: 100-continue",),
+        ("Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQAAP__"),
+    ],
+    ids=["chunked", "expect-100-continue", "h2c-upgrade-headers"],
+)
+def test_real_sender_quirks_keep_the_body(
+    serve: Callable[..., Server], store: Store, extra: tuple[str, ...]
+) -> None:
+    """Chunked bodies, Expect: 100-continue and h2c upgrade offers all arrive whole."""
+    server = serve()
+    body = json.dumps({**VENDOR_EXAMPLE, "other": "长" * 2000}, ensure_ascii=False)
+    status, text = _curl(
+        f"{server.url}/callback",
+        body,
+        f"Token: {TOKEN}",
+        "Content-Type: application/json;charset=UTF-8",
+        *extra,
+    )
+    assert status == 200, text
+    row = store.get_call(VENDOR_EXAMPLE["callId"])
+    assert row is not None and row["other"] == "长" * 2000
+
+
+def test_keep_alive_connection_carries_many_pushes(
+    serve: Callable[..., Server], store: Store
+) -> None:
+    """One persistent connection, many pushes (as a pooled Java client sends them)."""
+    server = serve()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for i in range(30):
+            body = json.dumps({**VENDOR_EXAMPLE, "callId": f"ka-{i}"}).encode()
+            connection.request(
+                "POST",
+                "/cc/callback",
+                body=body,
+                headers={"token": TOKEN, "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            assert response.status == 200, response.read()
+            response.read()
+    finally:
+        connection.close()
+    assert store.count_calls() == 30
+
+
+JAVA_SENDER = Path(__file__).with_name("java") / "Sender.java"
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="java is not installed")
+def test_jdk_http_client_with_default_settings(
+    serve: Callable[..., Server], store: Store, tmp_path: Path
+) -> None:
+    """java.net.http.HttpClient as shipped (h2c upgrade offer, then chunked) gets 200s."""
+    server = serve()
+    source = JAVA_SENDER
+    payload = tmp_path / "push.json"
+    payload.write_text(
+        json.dumps(
+            {**VENDOR_EXAMPLE, "callId": "CALLID", "intent": "转人工-成功"}, ensure_ascii=False
+        ),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        ["java", str(source), f"{server.url}/cc/callback", str(payload), TOKEN],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    statuses = [line.split(" ", 1)[0] for line in done.stdout.splitlines()]
+    assert statuses == ["200"] * 6, done.stdout
+    assert store.count_calls() == 6
+    row = store.get_call("java-chunked")
+    assert row is not None and row["intent"] == "转人工-成功"
+
+
+def test_several_receivers_on_one_database_never_duplicate(
+    serve: Callable[..., Server], store: Store
+) -> None:
+    """Three processes get the same callIds at once (NXCC retries): one row per call, no errors."""
+    servers = [serve() for _ in range(3)]
+    call_ids = [f"race-{i}" for i in range(40)]
+    sent: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def sender(seed: int) -> None:
+        rng = random.Random(seed)
+        connections = [http.client.HTTPConnection("127.0.0.1", s.port, timeout=30) for s in servers]
+        order = call_ids * 2
+        rng.shuffle(order)
+        for call_id in order:
+            connection = rng.choice(connections)
+            body = json.dumps({**VENDOR_EXAMPLE, "callId": call_id})
+            connection.request(
+                "POST",
+                "/cc/callback",
+                body=body,
+                headers={"token": TOKEN, "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            response.read()
+            with lock:
+                statuses[response.status] += 1
+                sent[call_id] += 1
+        for connection in connections:
+            connection.close()
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == Counter({200: 480})
+    assert store.count_calls() == 40
+    for call_id in call_ids:
+        row = store.get_call(call_id)
+        assert row is not None
+        assert row["delivery_count"] == sent[call_id]
+        assert row["version_count"] == 1
+        assert len(store.raw_versions(call_id)) == 1
