@@ -28,8 +28,11 @@ from cdrhub.store import Store, open_store
 from cdrhub.tokens import accepted_tokens, new_token, read_token_file, write_token_file
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _console() -> Console:
+    """Rich output; when piped, wide enough that tables never wrap (scripts read them)."""
+    return Console(width=None if sys.stdout.isatty() else 240)
 
 
 def settings_options(func: F) -> F:
@@ -145,18 +148,19 @@ def _print_banner(settings: Settings, tokens: list[str], generated: bool) -> Non
     base = settings.public_url or (
         f"http://{'<this-server>' if settings.host in _ANY else settings.host}:{settings.port}"
     )
-    console.print(f"[bold]cdrhub {__version__}[/] on {mask_url(settings.database_url)}")
-    console.print("Configure NXCC's call-log push (call center settings) with:")
+    out = _console()
+    out.print(f"[bold]cdrhub {__version__}[/] on {mask_url(settings.database_url)}")
+    out.print("Configure NXCC's call-log push (call center settings) with:")
     for path in settings.callback_paths:
-        console.print(f"  URL:   [bold]{base.rstrip('/')}{path}[/]")
+        out.print(f"  URL:   [bold]{base.rstrip('/')}{path}[/]")
     if settings.tokens:
         shown = ", ".join(mask_secret(t) for t in tokens) + "  (from CDRHUB_TOKENS)"
     else:
         note = "generated now, saved in" if generated else "from"
         shown = f"{tokens[0]}  ({note} {settings.token_file})"
-    console.print(f"  token: [bold]{shown}[/]", highlight=False)
+    out.print(f"  token: [bold]{shown}[/]", highlight=False)
     if settings.host == "127.0.0.1":
-        console.print("Listening on loopback only: use --host 0.0.0.0 so NXCC can reach it.")
+        out.print("Listening on loopback only: use --host 0.0.0.0 so NXCC can reach it.")
 
 
 def _configure_logging(level: str) -> None:
@@ -208,7 +212,7 @@ def send(settings: Settings, file: Any, url: str | None, token: str | None, new_
         )
     except httpx.HTTPError as exc:
         raise click.ClickException(f"could not reach {target}: {exc}") from None
-    console.print(f"{response.status_code} {response.reason_phrase}", highlight=False)
+    _console().print(f"{response.status_code} {response.reason_phrase}", highlight=False)
     click.echo(response.text)
     if response.status_code != 200:
         sys.exit(1)
@@ -292,7 +296,7 @@ def quarantine_list(settings: Settings, include_replayed: bool, limit: int) -> N
             e["call_id"] or "",
             e["replay_result"] or "",
         )
-    console.print(table)
+    _console().print(table)
 
 
 @quarantine_group.command("show")

@@ -91,13 +91,14 @@ class CallbackEndpoint:
             return
         except CdrhubError as error:
             status, body = error.status, error.body()
-        headers = list(_JSON_HEADERS)
+        payload = msgspec.json.encode(body)
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
         if status == 413:
             headers.append((b"connection", b"close"))  # the rest of the body is never read
         elif status == 405:
             headers.append((b"allow", b"POST"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": msgspec.json.encode(body)})
+        await send({"type": "http.response.body", "body": payload})
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         if scope["method"] != "POST":
