@@ -361,3 +361,26 @@ def test_health_and_readiness(client: Any) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"database": "ok", "schema": "ok"}}
+
+
+def test_streamed_body_over_the_limit_is_cut_and_quarantined(client: Any, store: Store) -> None:
+    """A chunked body with no Content-Length is read only up to the limit, then refused."""
+
+    def chunks() -> Any:
+        yield b'{"callId":"stream-1","other":"'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = client.post(
+        "/cc/callback",
+        content=chunks(),
+        headers={"token": TOKEN, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "body_too_large"
+    [entry] = store.quarantined()
+    assert entry["body_complete"] is False
+    assert entry["body"].startswith(b'{"callId":"stream-1"')
+    assert len(entry["body"]) == 64 * 1024
+    assert store.count_calls() == 0

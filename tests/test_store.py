@@ -114,3 +114,42 @@ def test_concurrent_pushes_share_commits_and_all_land(client: TestClient, store:
     assert store.count_calls() == 25
     total = sum(store.get_call(f"c-{i}")["delivery_count"] for i in range(25))  # type: ignore[index]
     assert total == 200
+
+
+@pytest.mark.postgres
+def test_postgres_going_away_is_503_and_recovers_without_restart(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """Pushes get 503 while PostgreSQL is unreachable and 200 again once it is back."""
+    from sqlalchemy.engine import make_url
+
+    from .conftest import _empty_postgres
+    from .proxy import TcpProxy
+
+    _empty_postgres(postgres_database)
+    direct = open_store(postgres_database)
+    direct.upgrade()
+    target = make_url(postgres_database)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    proxy.start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    settings = Settings(database_url=proxied, tokens=[TOKEN], data_dir=tmp_path)
+    headers = {"token": TOKEN}
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert (
+                client.post("/cc/callback", json={"callId": "pg-1"}, headers=headers).status_code
+                == 200
+            )
+            proxy.stop()
+            down = client.post("/cc/callback", json={"callId": "pg-2"}, headers=headers)
+            assert down.status_code == 503 and down.json()["error"] == "store_unavailable"
+            assert client.get("/readyz").status_code == 503
+            proxy.start()
+            back = client.post("/cc/callback", json={"callId": "pg-2"}, headers=headers)
+            assert back.status_code == 200 and back.json()["result"] == "created"
+            assert client.get("/readyz").status_code == 200
+    finally:
+        proxy.stop()
+    assert direct.count_calls() == 2
+    direct.close()

@@ -249,7 +249,12 @@ def db_upgrade(settings: Settings) -> None:
 @db.command("status")
 @settings_options
 def db_status(settings: Settings) -> None:
-    """Show the schema revision of the database and the one this cdrhub needs."""
+    """Show the schema revision of the database and the one this cdrhub needs.
+
+    \b
+    Example:
+        cdrhub db status     # exits 1 when `cdrhub db upgrade` is needed
+    """
     store = _store(settings)
     try:
         current, head = store.schema_status()
@@ -303,7 +308,12 @@ def quarantine_list(settings: Settings, include_replayed: bool, limit: int) -> N
 @click.argument("entry_id", type=int)
 @settings_options
 def quarantine_show(settings: Settings, entry_id: int) -> None:
-    """Show one quarantined body: why it was refused, its headers and its bytes."""
+    """Show one quarantined body: why it was refused, its headers and its bytes.
+
+    \b
+    Example:
+        cdrhub quarantine show 12
+    """
     store = _store(settings)
     try:
         entry = store.quarantine_entry(entry_id)
@@ -402,6 +412,11 @@ def token_new(settings: Settings, save: bool, add: bool) -> None:
 @main.command()
 @settings_options
 def config(settings: Settings) -> None:
-    """Print the effective settings (secrets masked) as TOML-style lines."""
+    """Print the effective settings (secrets masked) as TOML-style lines.
+
+    \b
+    Example:
+        CDRHUB_CONFIG=/etc/cdrhub.toml cdrhub config
+    """
     for name, value in settings.masked().items():
         click.echo(f"{name} = {json.dumps(value, ensure_ascii=False)}")
