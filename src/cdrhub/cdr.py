@@ -42,6 +42,10 @@ _MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the end of date
 _INT32_MAX = 2**31 - 1
 
 
+class _Blank(Exception):
+    """A value that is only whitespace: absent, like null and ""."""
+
+
 class _Bad(Exception):
     """Raised by a converter; carries the human description of what was expected."""
 
@@ -49,14 +53,12 @@ class _Bad(Exception):
         self.expected = expected
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
 def _integer(value: Any, expected: str) -> int:
     """An int from an int, an integral float or a numeric string; bools are not numbers."""
     if type(value) is int:
         return value
+    if isinstance(value, str) and value.isspace():
+        raise _Blank
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     if isinstance(value, str):
@@ -73,8 +75,10 @@ def _integer(value: Any, expected: str) -> int:
     raise _Bad(expected)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
+def _text(value: Any) -> str | None:
+    if type(value) is str:
+        if value.isspace():
+            return None
         text = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
         # Ids such as taskId are sometimes sent as JSON numbers; keep their digits.
@@ -87,7 +91,7 @@ def _text(value: Any) -> str:
     return text
 
 
-def _pass_through(value: Any) -> str:
+def _pass_through(value: Any) -> str | None:
     """``other`` is the customer's pass-through data; a JSON object/array is kept as JSON text."""
     if isinstance(value, dict | list):
         return _text(msgspec.json.encode(value).decode())
@@ -101,6 +105,8 @@ def _boolean(value: Any) -> bool:
         return bool(value)
     if isinstance(value, str):
         text = value.strip().lower()
+        if not text:
+            raise _Blank
         if text in ("true", "1"):
             return True
         if text in ("false", "0"):
@@ -108,15 +114,17 @@ def _boolean(value: Any) -> bool:
     raise _Bad("true or false")
 
 
-def _epoch_ms(value: Any) -> datetime | None:
-    expected = "epoch milliseconds (a whole number such as 1691372192000)"
-    ms = _integer(value, expected)
+def _epoch_ms(value: Any) -> int | None:
+    ms = _integer(value, _EPOCH_EXPECTED)
     if ms == 0:
         # Senders use 0 for "did not happen" (answerTime of an unanswered call): absent.
         return None
     if not 0 < ms <= _MAX_EPOCH_MS:
-        raise _Bad(expected)
-    return _EPOCH + timedelta(milliseconds=ms)
+        raise _Bad(_EPOCH_EXPECTED)
+    return ms
+
+
+_EPOCH_EXPECTED = "epoch milliseconds (a whole number such as 1691372192000)"
 
 
 def _seconds(value: Any) -> int:
@@ -149,6 +157,8 @@ def _money(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
     elif isinstance(value, str):
+        if value.isspace():
+            raise _Blank
         try:
             number = float(value.strip())
         except ValueError:
@@ -207,6 +217,8 @@ FIELDS: tuple[Field, ...] = (
     Field("totalCustomerPrice", "total_customer_price", _money, "cost of the call"),
 )
 TIME_COLUMNS = tuple(f.column for f in FIELDS if f.convert is _epoch_ms)
+_CONVERSIONS = tuple((f.name, f.column, f.convert) for f in FIELDS)
+_TIME_PAIRS = tuple((c, f"{c}_ms") for c in TIME_COLUMNS)
 #: Every typed column a call row has, in a stable order.
 COLUMNS: tuple[str, ...] = tuple(f.column for f in FIELDS) + tuple(f"{c}_ms" for c in TIME_COLUMNS)
 
@@ -240,31 +252,37 @@ def _kind(data: Any) -> str:
 
 
 def to_record(data: dict[str, Any]) -> CallRecord:
-    """Convert a decoded push into typed columns, or raise :class:`InvalidRecord`."""
+    """Convert a decoded push into typed columns, or raise :class:`InvalidRecord`.
+
+    This runs for every push, so it is a flat loop over precomputed (name, column, converter)
+    triples rather than anything cleverer.
+    """
     values: dict[str, Any] = {}
     problems: list[FieldProblem] = []
-    for field in FIELDS:
-        raw = data.get(field.name)
-        if _blank(raw):
-            values[field.column] = None
+    get = data.get
+    for name, column, convert in _CONVERSIONS:
+        raw = get(name)
+        if raw is None or raw == "":
+            values[column] = None
             continue
         try:
-            values[field.column] = field.convert(raw)
+            values[column] = convert(raw)
+        except _Blank:
+            values[column] = None
         except _Bad as bad:
-            values[field.column] = None
-            problems.append(FieldProblem(field.name, _echo(raw), bad.expected))
-    call_id = values["call_id"]
-    if call_id is None and not any(p.field == "callId" for p in problems):
-        problems.insert(0, FieldProblem("callId", _echo(data.get("callId")), "a non-empty string"))
+            values[column] = None
+            problems.append(FieldProblem(name, _echo(raw), bad.expected))
+    if values["call_id"] is None and not any(p.field == "callId" for p in problems):
+        problems.insert(0, FieldProblem("callId", _echo(get("callId")), "a non-empty string"))
     if problems:
         names = ", ".join(p.field for p in problems)
         raise InvalidRecord(f"invalid value for {names}", problems)
-    for column in TIME_COLUMNS:
-        moment = values[column]
-        values[f"{column}_ms"] = (
-            None if moment is None else (moment - _EPOCH) // timedelta(milliseconds=1)
-        )
-    return CallRecord(call_id, values, content_hash(data))
+    for column, ms_column in _TIME_PAIRS:
+        ms = values[column]
+        values[ms_column] = ms
+        if ms is not None:
+            values[column] = _EPOCH + timedelta(milliseconds=ms)
+    return CallRecord(values["call_id"], values, content_hash(data))
 
 
 def parse(body: bytes) -> CallRecord:
