@@ -91,6 +91,11 @@ class CallbackEndpoint:
             return
         except CdrhubError as error:
             status, body = error.status, error.body()
+        except Exception:
+            # A bug of ours: log it, and answer the documented shape (NXCC retries a 500).
+            log.exception("push failed unexpectedly")
+            status = 500
+            body = {"error": "internal_error", "detail": "see the server log", "fields": []}
         payload = msgspec.json.encode(body)
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
         if status == 413:

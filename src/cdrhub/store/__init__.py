@@ -7,21 +7,19 @@ its result back knows its push is committed and synced.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cdrhub.cdr import CallRecord
 from cdrhub.errors import SchemaOutdated, StoreUnavailable
-from cdrhub.store import migrate, postgres, sqlite
+from cdrhub.store import batch, migrate, postgres, sqlite
 from cdrhub.store.schema import calls, quarantine, raw_pushes
 
 log = logging.getLogger(__name__)
@@ -88,6 +86,10 @@ class Store:
                 "sqlite:///path.db or postgresql://user@host:port/db"
             )
 
+        self._statements = batch.Statements(
+            self.write_engine.dialect.paramstyle, self._dialect.db_time
+        )
+
     @property
     def kind(self) -> str:
         """``sqlite`` or ``postgresql``."""
@@ -136,7 +138,7 @@ class Store:
                 call_ids = sorted({i.record.call_id for i in items if isinstance(i, Push)})
                 if call_ids:
                     self._dialect.lock_calls(conn, call_ids)
-                results = _apply(conn, items, call_ids)
+                results = batch.apply(conn, self._statements, items, call_ids)
         except OperationalError as exc:
             raise StoreUnavailable(_why(exc)) from exc
         return results
@@ -212,170 +214,6 @@ def _why(exc: DBAPIError) -> str:
     """A one-line reason from a driver error, without the SQL or its parameters."""
     message = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
     return f"database unavailable: {message}"
-
-
-# Content columns are SET from the keys of each parameter dict (SQLAlchemy's executemany
-# UPDATE); only the counters need expressions of their own.
-_update_content = (
-    update(calls)
-    .where(calls.c.call_id == bindparam("key"))
-    .values(
-        delivery_count=calls.c.delivery_count + bindparam("deliveries"),
-        version_count=calls.c.version_count + bindparam("versions"),
-    )
-)
-_bump_call = (
-    update(calls)
-    .where(calls.c.call_id == bindparam("key"))
-    .values(
-        delivery_count=calls.c.delivery_count + bindparam("deliveries"),
-        last_received_at=bindparam("last_received_at"),
-    )
-)
-_bump_raw = (
-    update(raw_pushes)
-    .where(raw_pushes.c.call_id == bindparam("key"))
-    .where(raw_pushes.c.content_hash == bindparam("hash"))
-    .values(delivery_count=raw_pushes.c.delivery_count + bindparam("deliveries"))
-)
-
-
-def _apply(conn: Any, items: Sequence[Item], call_ids: list[str]) -> list[Outcome | int]:
-    """Decide what each item does against the rows as they are now, then write it all."""
-    current: dict[str, str] = {}
-    seen: set[tuple[str, str]] = set()
-    if call_ids:
-        current = dict(
-            conn.execute(
-                select(calls.c.call_id, calls.c.content_hash).where(calls.c.call_id.in_(call_ids))
-            ).all()
-        )
-    if current:
-        seen = set(
-            conn.execute(
-                select(raw_pushes.c.call_id, raw_pushes.c.content_hash).where(
-                    raw_pushes.c.call_id.in_(list(current))
-                )
-            ).all()
-        )
-    existing = set(current)
-
-    content: dict[str, dict[str, Any]] = {}  # call_id -> newest content row written this batch
-    deliveries: Counter[str] = Counter()
-    versions: Counter[str] = Counter()
-    last_seen: dict[str, datetime] = {}
-    new_raw: dict[tuple[str, str], dict[str, Any]] = {}
-    raw_deliveries: Counter[tuple[str, str]] = Counter()
-    results: list[Outcome | int] = []
-
-    for item in items:
-        if isinstance(item, Rejected):
-            results.append(_insert_quarantine(conn, item))
-            continue
-        cid, digest = item.record.call_id, item.record.content_hash
-        key = (cid, digest)
-        deliveries[cid] += 1
-        last_seen[cid] = item.received_at
-        raw_deliveries[key] += 1
-        outcome: Outcome
-        if cid not in current:
-            outcome = "created"
-        elif current[cid] == digest:
-            outcome = "duplicate"
-        elif key in seen:
-            outcome = "stale"
-        else:
-            outcome = "updated"
-        if outcome in ("created", "updated"):
-            current[cid] = digest
-            seen.add(key)
-            versions[cid] += 1
-            content[cid] = {
-                **item.record.values,
-                "content_hash": digest,
-                "source": item.source,
-                "updated_at": item.received_at,
-            }
-            new_raw[key] = {
-                "call_id": cid,
-                "content_hash": digest,
-                "body": item.body,
-                "source": item.source,
-                "received_at": item.received_at,
-            }
-        results.append(outcome)
-
-    _flush(conn, existing, content, deliveries, versions, last_seen, new_raw, raw_deliveries)
-    return results
-
-
-def _flush(
-    conn: Any,
-    existing: set[str],
-    content: dict[str, dict[str, Any]],
-    deliveries: Counter[str],
-    versions: Counter[str],
-    last_seen: dict[str, datetime],
-    new_raw: dict[tuple[str, str], dict[str, Any]],
-    raw_deliveries: Counter[tuple[str, str]],
-) -> None:
-    """Write the batch's decisions with one executemany per kind of change."""
-    inserts, changes, bumps = [], [], []
-    for cid, count in deliveries.items():
-        if cid not in existing:
-            row = content[cid]
-            inserts.append(
-                row
-                | {
-                    "received_at": row["updated_at"],
-                    "last_received_at": last_seen[cid],
-                    "delivery_count": count,
-                    "version_count": versions[cid],
-                }
-            )
-        elif cid in content:
-            changes.append(
-                {k: v for k, v in content[cid].items() if k != "call_id"}
-                | {
-                    "key": cid,
-                    "last_received_at": last_seen[cid],
-                    "deliveries": count,
-                    "versions": versions[cid],
-                }
-            )
-        else:
-            bumps.append({"key": cid, "deliveries": count, "last_received_at": last_seen[cid]})
-    if inserts:
-        conn.execute(insert(calls), inserts)
-    if changes:
-        conn.execute(_update_content, changes)
-    if bumps:
-        conn.execute(_bump_call, bumps)
-    raw_rows = [row | {"delivery_count": raw_deliveries.pop(key)} for key, row in new_raw.items()]
-    if raw_rows:
-        conn.execute(insert(raw_pushes), raw_rows)
-    if raw_deliveries:
-        conn.execute(
-            _bump_raw,
-            [{"key": k[0], "hash": k[1], "deliveries": n} for k, n in raw_deliveries.items()],
-        )
-
-
-def _insert_quarantine(conn: Any, item: Rejected) -> int:
-    values = {
-        "received_at": item.received_at,
-        "source": item.source,
-        "path": item.path,
-        "remote_addr": item.remote_addr,
-        "headers": json.dumps(item.headers, ensure_ascii=False),
-        "body": item.body,
-        "body_complete": item.body_complete,
-        "status": item.status,
-        "reason": item.reason,
-        "detail": json.dumps(item.detail, ensure_ascii=False),
-        "call_id": item.call_id,
-    }
-    return int(conn.execute(insert(quarantine).returning(quarantine.c.id), values).scalar_one())
 
 
 def open_store(url: str, *, sqlite_busy_timeout_ms: int = 5000) -> Store:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -39,3 +41,8 @@ def lock_calls(conn: Connection, call_ids: list[str]) -> None:
     batches never wait on each other in a cycle.
     """
     conn.execute(_LOCK, {"ids": call_ids})
+
+
+def db_time(moment: datetime) -> datetime:
+    """psycopg sends aware datetimes as timestamptz as they are."""
+    return moment

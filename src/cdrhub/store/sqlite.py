@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,13 @@ def _engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
 
 def lock_calls(conn: Connection, call_ids: list[str]) -> None:
     """Nothing to do: ``BEGIN IMMEDIATE`` already holds the whole file's write lock."""
+
+
+def db_time(moment: datetime) -> str:
+    """A UTC timestamp as SQLAlchemy's SQLite DateTime stores it, so both read it back alike.
+
+    ``2023-08-07 01:36:32.000000``: the fixed width keeps text comparisons in time order.
+    """
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(sep=" ", timespec="microseconds")[:26]
