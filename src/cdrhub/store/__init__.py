@@ -87,7 +87,9 @@ class Store:
             )
 
         self._statements = batch.Statements(
-            self.write_engine.dialect.paramstyle, self._dialect.db_time
+            self.write_engine.dialect.paramstyle,
+            self._dialect.TIME_PARAM,
+            self._dialect.TIME_FROM_MS,
         )
 
     @property

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Table, insert
 
 from cdrhub.store.schema import UTCDateTime, calls, quarantine, raw_pushes
 
@@ -25,57 +25,75 @@ if TYPE_CHECKING:
 
 
 class Statements:
-    """The batch's SQL for one database dialect, and how it wants timestamps."""
+    """The batch's SQL for one database dialect.
 
-    def __init__(self, paramstyle: str, db_time: Callable[[datetime], Any]) -> None:
-        self.mark = "?" if paramstyle == "qmark" else "%s"
-        self.db_time = db_time
+    ``time_param`` is the SQL a timestamp is bound with, and ``time_from_ms`` says whether
+    it takes the epoch milliseconds (SQLite formats them itself, in C) or the datetime.
+    Rows are then built by one C-level ``itemgetter`` call, with no per-value Python work.
+    """
+
+    def __init__(self, paramstyle: str, time_param: str, time_from_ms: bool) -> None:
+        self.mark = m = "?" if paramstyle == "qmark" else "%s"
+        t = time_param
+        times = {
+            c.name
+            for tb in (calls, raw_pushes)
+            for c in tb.columns
+            if isinstance(c.type, UTCDateTime)
+        }
+
+        def mark(column: str) -> str:
+            return t if column in times else m
+
+        def source(column: str) -> str:
+            return f"{column}_ms" if time_from_ms and column in times else column
+
         self.call_columns = [c.name for c in calls.columns]
         self.raw_columns = [c.name for c in raw_pushes.columns if c.name != "id"]
-        self.insert_call = self._insert(calls, self.call_columns)
-        self.insert_raw = self._insert(raw_pushes, self.raw_columns)
-        content = [c for c in self.call_columns if c not in _COUNTERS and c != "call_id"]
-        self.content_columns = content
-        m = self.mark
+        self.content_columns = [
+            c for c in self.call_columns if c not in _COUNTERS and c != "call_id"
+        ]
+        self.insert_call = _insert(calls, self.call_columns, mark)
+        self.insert_raw = _insert(raw_pushes, self.raw_columns, mark)
         self.update_content = (
             "UPDATE calls SET "
-            + ", ".join(f"{c} = {m}" for c in content)
+            + ", ".join(f"{c} = {mark(c)}" for c in self.content_columns)
             + f", delivery_count = delivery_count + {m}, version_count = version_count + {m}"
             + f" WHERE call_id = {m}"
         )
         self.bump_call = (
-            f"UPDATE calls SET delivery_count = delivery_count + {m}, last_received_at = {m} "
+            f"UPDATE calls SET delivery_count = delivery_count + {m}, last_received_at = {t} "
             f"WHERE call_id = {m}"
         )
         self.bump_raw = (
             f"UPDATE raw_pushes SET delivery_count = delivery_count + {m} "
             f"WHERE call_id = {m} AND content_hash = {m}"
         )
-        times = {
-            c.name
-            for t in (calls, raw_pushes)
-            for c in t.columns
-            if isinstance(c.type, UTCDateTime)
-        }
-        # Per column list: a C-speed getter for the values, and where the timestamps sit.
-        self._pickers = {
-            id(cols): (itemgetter(*cols), [i for i, c in enumerate(cols) if c in times])
-            for cols in (self.call_columns, self.raw_columns, self.content_columns)
-        }
+        self.time_from_ms = time_from_ms
+        self.call_row = itemgetter(*[source(c) for c in self.call_columns])
+        self.raw_row = itemgetter(*[source(c) for c in self.raw_columns])
+        self.content_row = itemgetter(*[source(c) for c in self.content_columns])
 
-    def _insert(self, table: Table, columns: list[str]) -> str:
-        marks = ", ".join([self.mark] * len(columns))
-        return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+    def select_in(self, query: str, count: int) -> str:
+        """``query`` with its ``IN ()`` list holding ``count`` parameters."""
+        return query.replace("()", "(" + ", ".join([self.mark] * count) + ")")
 
-    def row(self, values: dict[str, Any], columns: list[str]) -> tuple[Any, ...]:
-        """Positional parameters for ``columns``, timestamps in the database's format."""
-        pick, time_positions = self._pickers[id(columns)]
-        row = list(pick(values))
-        convert = self.db_time
-        for i in time_positions:
-            if row[i] is not None:
-                row[i] = convert(row[i])
-        return tuple(row)
+
+_CURRENT = "SELECT call_id, content_hash FROM calls WHERE call_id IN ()"
+_VERSIONS = "SELECT call_id, content_hash FROM raw_pushes WHERE call_id IN ()"
+
+
+def _insert(table: Table, columns: list[str], mark: Callable[[str], str]) -> str:
+    marks = ", ".join(mark(c) for c in columns)
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+
+
+def _ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MS
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 # Columns an UPDATE of content leaves alone (counters are incremented, not set).
@@ -95,13 +113,12 @@ def apply(
     current: dict[str, str] = {}
     seen: set[tuple[str, str]] = set()
     if call_ids:
-        query = select(calls.c.call_id, calls.c.content_hash).where(calls.c.call_id.in_(call_ids))
-        current = {r[0]: r[1] for r in conn.execute(query)}
+        rows = conn.exec_driver_sql(statements.select_in(_CURRENT, len(call_ids)), tuple(call_ids))
+        current = {r[0]: r[1] for r in rows}
     if current:
-        query = select(raw_pushes.c.call_id, raw_pushes.c.content_hash).where(
-            raw_pushes.c.call_id.in_(list(current))
-        )
-        seen = {(r[0], r[1]) for r in conn.execute(query)}
+        known = tuple(current)
+        rows = conn.exec_driver_sql(statements.select_in(_VERSIONS, len(known)), known)
+        seen = {(r[0], r[1]) for r in rows}
     existing = set(current)
 
     plan = _Plan()
@@ -128,18 +145,22 @@ def apply(
             current[cid] = digest
             seen.add(key)
             plan.versions[cid] += 1
+            received = item.received_at
+            received_ms = _ms(received)
             plan.content[cid] = {
                 **item.record.values,
                 "content_hash": digest,
                 "source": item.source,
-                "updated_at": item.received_at,
+                "updated_at": received,
+                "updated_at_ms": received_ms,
             }
             plan.new_raw[key] = {
                 "call_id": cid,
                 "content_hash": digest,
                 "body": item.body,
                 "source": item.source,
-                "received_at": item.received_at,
+                "received_at": received,
+                "received_at_ms": received_ms,
             }
         results.append(outcome)
     plan.write(conn, statements, existing)
@@ -162,24 +183,28 @@ class _Plan:
         changes: list[Any] = []
         bumps: list[Any] = []
         for cid, count in self.deliveries.items():
-            last = sql.db_time(self.last_seen[cid])
+            last = self.last_seen[cid]
+            last_ms = _ms(last)
             if cid not in existing:
-                row = self.content[cid] | {
-                    "received_at": self.content[cid]["updated_at"],
-                    "last_received_at": self.last_seen[cid],
+                content = self.content[cid]
+                row = content | {
+                    "received_at": content["updated_at"],
+                    "received_at_ms": content["updated_at_ms"],
+                    "last_received_at": last,
+                    "last_received_at_ms": last_ms,
                     "delivery_count": count,
                     "version_count": self.versions[cid],
                 }
-                inserts.append(sql.row(row, sql.call_columns))
+                inserts.append(sql.call_row(row))
             elif cid in self.content:
-                row = self.content[cid] | {"last_received_at": self.last_seen[cid]}
-                changes.append((*sql.row(row, sql.content_columns), count, self.versions[cid], cid))
+                row = self.content[cid] | {"last_received_at": last, "last_received_at_ms": last_ms}
+                changes.append((*sql.content_row(row), count, self.versions[cid], cid))
             else:
-                bumps.append((count, last, cid))
+                bumps.append((count, last_ms if sql.time_from_ms else last, cid))
         raw_rows = []
         for key, raw in self.new_raw.items():
             raw["delivery_count"] = self.raw_deliveries.pop(key)
-            raw_rows.append(sql.row(raw, sql.raw_columns))
+            raw_rows.append(sql.raw_row(raw))
         _executemany(conn, sql.insert_call, inserts)
         _executemany(conn, sql.update_content, changes)
         _executemany(conn, sql.bump_call, bumps)

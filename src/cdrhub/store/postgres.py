@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -43,6 +41,6 @@ def lock_calls(conn: Connection, call_ids: list[str]) -> None:
     conn.execute(_LOCK, {"ids": call_ids})
 
 
-def db_time(moment: datetime) -> datetime:
-    """psycopg sends aware datetimes as timestamptz as they are."""
-    return moment
+#: psycopg binds aware datetimes as timestamptz directly.
+TIME_PARAM = "%s"
+TIME_FROM_MS = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +55,8 @@ def lock_calls(conn: Connection, call_ids: list[str]) -> None:
     """Nothing to do: ``BEGIN IMMEDIATE`` already holds the whole file's write lock."""
 
 
-def db_time(moment: datetime) -> str:
-    """A UTC timestamp as SQLAlchemy's SQLite DateTime stores it, so both read it back alike.
-
-    ``2023-08-07 01:36:32.000000``: the fixed width keeps text comparisons in time order.
-    """
-    if moment.utcoffset():
-        moment = moment.astimezone(UTC)
-    return moment.isoformat(sep=" ", timespec="microseconds")[:26]
+#: How the batch writer binds a timestamp: as epoch milliseconds that SQLite formats itself
+#: (in C, not per value in Python), exactly as SQLAlchemy's DateTime stores it on SQLite:
+#: ``2023-08-07 01:36:32.000000``. The fixed width keeps text comparisons in time order.
+TIME_PARAM = "strftime('%Y-%m-%d %H:%M:%f', ? / 1000.0, 'unixepoch') || '000'"
+TIME_FROM_MS = True
