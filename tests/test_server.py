@@ -177,3 +177,64 @@ def test_several_receivers_on_one_database_never_duplicate(
         assert row["delivery_count"] == sent[call_id]
         assert row["version_count"] == 1
         assert len(store.raw_versions(call_id)) == 1
+
+
+def test_several_workers_share_one_database_without_errors(
+    serve: Callable[..., Server], store: Store
+) -> None:
+    """`--workers 2` (CDRHUB_WORKERS): concurrent duplicate pushes, all 200, one row each."""
+    server = serve(CDRHUB_WORKERS="2")
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def sender(seed: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for i in range(40):
+            body = json.dumps({**VENDOR_EXAMPLE, "callId": f"w-{(i * 7 + seed) % 40}"})
+            connection.request(
+                "POST",
+                "/cc/callback",
+                body=body,
+                headers={"token": TOKEN, "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            response.read()
+            with lock:
+                statuses[response.status] += 1
+        connection.close()
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == Counter({200: 320})
+    assert store.count_calls() == 40
+    total = sum(store.get_call(f"w-{i}")["delivery_count"] for i in range(40))  # type: ignore[index]
+    assert total == 320
+
+
+def test_sigterm_lets_an_in_flight_push_finish(serve: Callable[..., Server], store: Store) -> None:
+    """A push still arriving when SIGTERM comes is answered 200, stored, and the exit is 0."""
+    import signal
+    import socket
+    import time
+
+    server = serve()
+    body = json.dumps({**VENDOR_EXAMPLE, "callId": "in-flight"}).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    head = (
+        f"POST /cc/callback HTTP/1.1\r\nHost: x\r\ntoken: {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + body[:20])
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    sock.sendall(body[20:])
+    reply = sock.recv(4096).decode()
+    sock.close()
+    assert reply.startswith("HTTP/1.1 200"), reply
+    assert server.process.wait(timeout=20) == 0
+    row = store.get_call("in-flight")
+    assert row is not None and row["delivery_count"] == 1

@@ -184,8 +184,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """Entry point for ASGI servers: ``uvicorn --factory cdrhub.app:app_from_env``."""
-    return create_app(load_settings())
+    """Entry point for ASGI servers: ``uvicorn --factory cdrhub.app:app_from_env``.
+
+    Also what each ``cdrhub serve --workers N`` process runs, so it sets up logging the way
+    ``serve`` does when nothing else has.
+    """
+    settings = load_settings()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    return create_app(settings)
 
 
 __all__ = ["SchemaOutdated", "app_from_env", "create_app"]

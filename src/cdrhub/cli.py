@@ -102,8 +102,9 @@ def main() -> None:
 @main.command()
 @click.option("--host", help="Interface to listen on (default 127.0.0.1; 0.0.0.0 for NXCC).")
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
+@click.option("--workers", type=int, help="Server processes (default 1; see CDRHUB_WORKERS).")
 @settings_options
-def serve(settings: Settings, host: str | None, port: int | None) -> None:
+def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the receiver: NXCC pushes to it, a 200 means the call is stored.
 
     \b
@@ -112,17 +113,15 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     Then set the call-log push URL in NXCC's call center settings to
     http://<this server>:8080/cc/callback with the same token.
     """
-    from cdrhub.app import create_app
     from cdrhub.server import run
 
-    settings = settings.model_copy(
-        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    )
+    flags = {"host": host, "port": port, "workers": workers}
+    settings = settings.model_copy(update={k: v for k, v in flags.items() if v is not None})
     _configure_logging(settings.log_level)
     tokens, generated = accepted_tokens(settings, generate=True)
     _check_database(settings)
     _print_banner(settings, tokens, generated)
-    run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    run(settings)
 
 
 def _check_database(settings: Settings) -> None:

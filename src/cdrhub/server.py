@@ -11,11 +11,15 @@ upgrade offer, which is exactly what the response then does.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from cdrhub.settings import Settings
 
 # Only a header line offering h2c: a JSON body cannot contain this (CRLF then a bare word).
 _H2C_OFFER = re.compile(rb"\r\nupgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECASE)
@@ -34,14 +38,34 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
 
 
-def run(app: Any, *, host: str, port: int, log_level: str) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (uvicorn finishes in-flight requests first)."""
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,  # cdrhub logs each push (call id and outcome) itself
-        http=DeclineH2CHttpToolsProtocol,
-        server_header=False,
-    )
+def run(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight pushes finish (and commit) before exit.
+
+    One process runs the app built here; several (``workers``) are started by uvicorn, each
+    building its app from the environment, so the effective settings are passed down that way.
+    """
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,  # cdrhub logs each push (call id and outcome) itself
+        "http": DeclineH2CHttpToolsProtocol,
+        "server_header": False,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
+    # uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal so the
+    # previous handler decides how the process ends. A shutdown that drained cleanly is a
+    # success, so that handler exits 0 (service managers otherwise log a failure).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
+    if settings.workers == 1:
+        from cdrhub.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+    else:
+        os.environ.update(settings.as_environment())
+        uvicorn.run("cdrhub.app:app_from_env", factory=True, workers=settings.workers, **options)
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)

@@ -92,6 +92,19 @@ class Settings(BaseSettings):
         "before the push is answered 503 (NXCC retries).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Server processes. Each has its own group-commit writer; on SQLite they "
+        "take turns on the file's write lock.",
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM/SIGINT, how long in-flight pushes get to finish (their commits "
+        "included) before the server exits.",
+    )
 
     @field_validator("tokens", "callback_paths", mode="before")
     @classmethod
@@ -142,6 +155,19 @@ class Settings(BaseSettings):
     def token_file(self) -> Path:
         """Where the generated token lives when ``tokens`` is not configured."""
         return self.data_dir / "token"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``CDRHUB_*`` variables, for worker processes to read back."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            if name == "tokens":
+                value = ",".join(t.get_secret_value() for t in self.tokens)
+            elif isinstance(value, list):
+                value = ",".join(value)
+            env[f"CDRHUB_{name.upper()}"] = str(value)
+        return env
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain values, secrets replaced by a mask."""

@@ -86,6 +86,7 @@ class Store:
                 "sqlite:///path.db or postgresql://user@host:port/db"
             )
 
+        self._writer_lock = self._dialect.writer_lock(url)
         self._statements = batch.Statements(
             self.write_engine.dialect.paramstyle,
             self._dialect.TIME_PARAM,
@@ -138,7 +139,7 @@ class Store:
         call_ids = sorted({i.record.call_id for i in items if isinstance(i, Push)})
         for attempt in (1, 2):
             try:
-                with self.write_engine.begin() as conn:
+                with self._writer_lock, self.write_engine.begin() as conn:
                     if call_ids:
                         self._dialect.lock_calls(conn, call_ids)
                     return batch.apply(conn, self._statements, items, call_ids)
@@ -214,6 +215,7 @@ class Store:
 
     def close(self) -> None:
         """Release every connection."""
+        self._writer_lock.close()
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
