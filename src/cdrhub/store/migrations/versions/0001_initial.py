@@ -61,15 +61,7 @@ def upgrade() -> None:
         sa.Column("version_count", sa.Integer, nullable=False),
         sa.PrimaryKeyConstraint("call_id", name="pk_calls"),
     )
-    for columns in (
-        ["start_time"],
-        ["direction", "start_time"],
-        ["agent_name"],
-        ["caller"],
-        ["callee"],
-        ["task_id"],
-        ["order_id"],
-    ):
+    for columns in (["start_time"], ["caller"], ["callee"]):
         op.create_index(f"ix_calls_{'_'.join(columns)}", "calls", columns)
 
     op.create_table(
