@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import click
+from click.testing import CliRunner
 
 from cdrhub.cli import main
 from cdrhub.settings import Settings
@@ -39,3 +40,33 @@ def test_quickstart_scripts_exist_and_are_executable() -> None:
     for script in ("scripts/serve", "scripts/test"):
         assert f"{script} " in readme
         assert os.access(ROOT / script, os.X_OK)
+
+
+def _commands(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    found = []
+    for name in sorted(group.list_commands(click.Context(group))):
+        command = group.get_command(click.Context(group), name)
+        path = [*prefix, name]
+        found.append(path)
+        if isinstance(command, click.Group):
+            found += _commands(command, path)
+    return found
+
+
+def cli_reference() -> str:
+    """docs/cli.md: every command's --help, as the program prints it."""
+    parts = [
+        "# CLI reference\n\n",
+        "Generated from `--help` by `scripts/cli-docs`; `tests/test_docs.py` fails when it is\n"
+        "out of date.\n",
+    ]
+    for path in [[], *_commands(main, [])]:
+        result = CliRunner().invoke(main, [*path, "--help"], prog_name="cdrhub", terminal_width=100)
+        title = " ".join(["cdrhub", *path])
+        parts.append(f"\n## {title}\n\n```text\n{result.output.rstrip()}\n```\n")
+    return "".join(parts)
+
+
+def test_cli_reference_is_current() -> None:
+    """docs/cli.md shows exactly what --help prints (run scripts/cli-docs to refresh it)."""
+    assert (ROOT / "docs" / "cli.md").read_text() == cli_reference()
