@@ -360,7 +360,14 @@ def test_health_and_readiness(client: Any) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "schema": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {
+            "database": "ok",
+            "schema": "ok",
+            "spool": {"pending": 0, "oldest_age_seconds": None},
+        },
+    }
 
 
 def test_streamed_body_over_the_limit_is_cut_and_quarantined(client: Any, store: Store) -> None:

@@ -69,7 +69,11 @@ def test_locked_sqlite_answers_503_then_recovers(tmp_path: Path) -> None:
     setup.upgrade()
     setup.close()
     settings = Settings(
-        database_url=url, tokens=[TOKEN], data_dir=tmp_path, sqlite_busy_timeout_ms=200
+        database_url=url,
+        tokens=[TOKEN],
+        data_dir=tmp_path,
+        sqlite_busy_timeout_ms=200,
+        spool=False,  # this is about the database itself; tests/test_spool.py covers the spool
     )
     blocker = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
     with TestClient(create_app(settings)) as client:
@@ -133,7 +137,7 @@ def test_postgres_going_away_is_503_and_recovers_without_restart(
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
     proxy.start()
     proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    settings = Settings(database_url=proxied, tokens=[TOKEN], data_dir=tmp_path)
+    settings = Settings(database_url=proxied, tokens=[TOKEN], data_dir=tmp_path, spool=False)
     headers = {"token": TOKEN}
     try:
         with TestClient(create_app(settings)) as client:

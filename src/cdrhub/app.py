@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
@@ -19,6 +20,7 @@ from cdrhub import __version__
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated
 from cdrhub.ingest import CallbackEndpoint, TokenCheck
 from cdrhub.settings import Settings, load_settings
+from cdrhub.spool import Spool
 from cdrhub.store import Store, open_store
 from cdrhub.tokens import accepted_tokens
 from cdrhub.writer import BatchWriter
@@ -32,6 +34,7 @@ class Runtime:
 
     store: Store | None = None
     writer: BatchWriter | None = None
+    spool: Spool | None = None
 
     def require_writer(self) -> BatchWriter:
         if self.writer is None:
@@ -72,15 +75,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await run_in_threadpool(_open, settings)
-        writer = BatchWriter(store, batch_max=settings.batch_max)
+        store = await run_in_threadpool(prepare_store, settings)
+        spool = Spool(settings.spool_directory) if settings.spool else None
+        writer = BatchWriter(store, batch_max=settings.batch_max, spool=spool)
         writer.start()
-        runtime.store, runtime.writer = store, writer
+        runtime.store, runtime.writer, runtime.spool = store, writer, spool
         app.state.runtime = runtime
         try:
             yield
         finally:
             await writer.stop()
+            if spool is not None:
+                spool.close()
             store.close()
 
     app = CdrhubApp(
@@ -103,17 +109,23 @@ def create_app(settings: Settings) -> FastAPI:
     async def readyz() -> JSONResponse:
         """The database is reachable and its schema is the one this cdrhub needs."""
         assert runtime.store is not None
-        ready, checks = await run_in_threadpool(_readiness, runtime.store)
+        status, checks = await run_in_threadpool(_readiness, runtime.store, runtime.spool)
         return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": checks},
-            status_code=200 if ready else 503,
+            {"status": status, "checks": checks},
+            status_code=503 if status == "not_ready" else 200,
         )
 
     _install_error_handlers(app)
     return app
 
 
-def _open(settings: Settings) -> Store:
+def prepare_store(settings: Settings) -> Store:
+    """Open the database and make sure its schema is the one this cdrhub needs.
+
+    An outdated schema always stops the start (``SchemaOutdated`` names the fix). An
+    unreachable database stops it only without a spool: with one, pushes are accepted into
+    the spool and stored once the database answers.
+    """
     store = open_store(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
@@ -123,25 +135,37 @@ def _open(settings: Settings) -> Store:
             if before != after:
                 log.info("database schema upgraded from %s to %s", before, after)
         store.require_current_schema()
+    except OperationalError as exc:
+        if not settings.spool:
+            store.close()
+            raise
+        log.warning("database unreachable at startup (%s); pushes go to the spool", exc.orig)
     except BaseException:
         store.close()
         raise
     return store
 
 
-def _readiness(store: Store) -> tuple[bool, dict[str, Any]]:
+def _readiness(store: Store, spool: Spool | None) -> tuple[str, dict[str, Any]]:
+    """ready: storing in the database; degraded: accepting into the spool; not_ready: neither."""
+    checks: dict[str, Any] = {}
+    if spool is not None:
+        checks["spool"] = spool.status()
     try:
         store.ping()
         current, head = store.schema_status()
     except CdrhubError as error:
-        return False, {"database": error.detail}
+        checks["database"] = error.detail
+        return ("degraded" if spool is not None else "not_ready"), checks
     except Exception as exc:  # a readiness probe reports, it does not crash
-        return False, {"database": f"unavailable: {type(exc).__name__}"}
-    schema_ok = current == head
-    return schema_ok, {
-        "database": "ok",
-        "schema": "ok" if schema_ok else f"at {current}, needs {head}: run `cdrhub db upgrade`",
-    }
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+        return ("degraded" if spool is not None else "not_ready"), checks
+    checks["database"] = "ok"
+    if current != head:
+        checks["schema"] = f"at {current}, needs {head}: run `cdrhub db upgrade`"
+        return "not_ready", checks
+    checks["schema"] = "ok"
+    return "ready", checks
 
 
 def _install_error_handlers(app: FastAPI) -> None:

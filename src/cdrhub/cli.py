@@ -125,19 +125,17 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
 
 
 def _check_database(settings: Settings) -> None:
-    store = _store(settings)
+    """Refuse to start on an outdated schema, with the command that fixes it."""
+    from cdrhub.app import prepare_store
+
     try:
-        if settings.auto_migrate:
-            store.upgrade()
-        store.require_current_schema()
+        prepare_store(settings).close()
     except SchemaOutdated as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
         raise click.ClickException(
             f"cannot use the database {mask_url(settings.database_url)}: {exc}"
         ) from None
-    finally:
-        store.close()
 
 
 _ANY = ("0.0.0.0", "::")  # noqa: S104 - recognising "all interfaces" to print a useful URL

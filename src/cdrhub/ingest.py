@@ -194,10 +194,18 @@ class CallbackEndpoint:
         # If even this cannot be stored the writer raises StoreUnavailable, and the sender gets
         # a 503 (and retries) instead of a 4xx for a body nobody kept.
         entry = await self._writer().submit(rejected)
-        log.warning(
-            "push quarantined as #%s (%s, call %s): %s", entry, error.code, call_id, error.detail
-        )
-        error.detail = f"{error.detail} (kept in quarantine as #{entry})"
+        if entry:
+            log.warning(
+                "push quarantined as #%s (%s, call %s): %s",
+                entry,
+                error.code,
+                call_id,
+                error.detail,
+            )
+            error.detail = f"{error.detail} (kept in quarantine as #{entry})"
+        else:
+            log.warning("push refused (%s, call %s), spooled for quarantine", error.code, call_id)
+            error.detail = f"{error.detail} (kept for quarantine; the database is unavailable)"
 
 
 def cdr_problem(field: str, expected: str) -> FieldProblem:

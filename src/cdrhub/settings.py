@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         "before the push is answered 503 (NXCC retries).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    spool: bool = Field(
+        True,
+        description="While the database cannot store a push, sync it to a local spool file "
+        "and answer 200; the spool is moved into the database when it is back. Off: 503.",
+    )
+    spool_dir: Path | None = Field(
+        None, description="Where spool files live (default: `<data_dir>/spool`)."
+    )
     workers: int = Field(
         1,
         ge=1,
@@ -150,6 +158,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def spool_directory(self) -> Path:
+        """Where this receiver's spool files are."""
+        return self.spool_dir or self.data_dir / "spool"
 
     @property
     def token_file(self) -> Path:

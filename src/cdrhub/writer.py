@@ -1,5 +1,10 @@
 """Group commit: one writer thread stores every push that is waiting in a single transaction.
 
+When the database cannot take a batch, the writer puts it in the local spool (synced) and the
+requests still get their 200; while anything is spooled, new batches go behind it, so a
+correction never lands before the version it corrects. The spool is drained, oldest first, as
+soon as the database answers again (tried at most once a second while it does not).
+
 Requests put their item on a queue and await a future. The thread takes everything queued
 (up to ``batch_max``), commits it (one fsync for all of them) and only then resolves the
 futures, so each request answers 200 only once its own row is durable. While one commit is
@@ -16,7 +21,8 @@ import time
 from typing import Any
 
 from cdrhub.errors import StoreUnavailable
-from cdrhub.store import Item, Outcome, Store
+from cdrhub.spool import Spool
+from cdrhub.store import Item, Outcome, Push, Store
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +35,10 @@ _Settled = list[tuple[asyncio.Future[Result], Result | BaseException]]
 class BatchWriter:
     """The only writer of its process; see the module docstring for the contract."""
 
-    def __init__(self, store: Store, *, batch_max: int = 512) -> None:
+    def __init__(self, store: Store, *, batch_max: int = 512, spool: Spool | None = None) -> None:
         self._store = store
+        self._spool = spool
+        self._retry_at = 0.0  # monotonic time before which the database is not tried again
         self._batch_max = batch_max
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="cdrhub-writer", daemon=True)
@@ -58,7 +66,11 @@ class BatchWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=1.0 if self._spooling() else None)
+            except queue.Empty:
+                self._drain()
+                continue
             if first is _STOP:
                 break
             batch = [first]
@@ -79,8 +91,29 @@ class BatchWriter:
                 log.error("event loop closed before %d stored items were answered", len(batch))
                 return
 
+    def _spooling(self) -> bool:
+        return self._spool is not None and self._spool.pending > 0
+
+    def _drain(self) -> None:
+        """Move spooled items into the database, unless it failed less than a second ago."""
+        assert self._spool is not None
+        if time.monotonic() < self._retry_at:
+            return
+        try:
+            self._spool.drain(self._store)
+        except StoreUnavailable as exc:
+            self._retry_at = time.monotonic() + 1.0
+            log.debug("spool not drained yet: %s", exc.detail)
+        except OSError:
+            self._retry_at = time.monotonic() + 1.0
+            log.exception("could not read the spool")
+
     def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> _Settled:
         items = [item for item, _ in batch]
+        if self._spooling():
+            self._drain()
+            if self._spooling():  # still down: keep the order, go behind what is spooled
+                return self._to_spool(batch, None)
         started = time.perf_counter()
         try:
             results: list[Result | BaseException] = list(self._store.write(items))
@@ -89,7 +122,8 @@ class BatchWriter:
             )
         except StoreUnavailable as exc:
             log.error("could not store %d item(s): %s", len(items), exc.detail)
-            results = [exc] * len(items)
+            self._retry_at = time.monotonic() + 1.0
+            return self._to_spool(batch, exc)
         except Exception as exc:
             # Not the database being away: something about one item. Store the others
             # one by one so a single bad push cannot fail the pushes that shared its batch.
@@ -99,6 +133,23 @@ class BatchWriter:
             else:
                 results = [self._commit([pair])[0][1] for pair in batch]
         return [(future, result) for (_, future), result in zip(batch, results, strict=True)]
+
+    def _to_spool(
+        self, batch: list[tuple[Item, asyncio.Future[Result]]], cause: StoreUnavailable | None
+    ) -> _Settled:
+        """Spool the batch; 'spooled' (0 for refused bodies) or, if even that fails, the 503."""
+        items = [item for item, _ in batch]
+        if self._spool is None:
+            error = cause or StoreUnavailable("database unavailable")
+            return [(future, error) for _, future in batch]
+        try:
+            self._spool.append(items)
+        except OSError as exc:
+            log.error("could not spool %d item(s) either: %s", len(items), exc)
+            error = cause or StoreUnavailable("database unavailable and the spool is not writable")
+            return [(future, error) for _, future in batch]
+        log.warning("database unavailable: spooled %d item(s)", len(items))
+        return [(future, "spooled" if isinstance(item, Push) else 0) for item, future in batch]
 
 
 def _settle(settled: _Settled) -> None:

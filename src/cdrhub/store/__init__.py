@@ -24,13 +24,15 @@ from cdrhub.store.schema import calls, quarantine, raw_pushes
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["created", "duplicate", "updated", "stale"]
+Outcome = Literal["created", "duplicate", "updated", "stale", "spooled"]
 """What storing a push did.
 
 ``created``: a new call. ``duplicate``: same content as the stored call (a retry), only the
 delivery count moved. ``updated``: new content for a known call (a correction); it becomes the
 current row and its body a new raw version. ``stale``: content this call had before but that
 was since superseded (a late retry of an old version); counted, never allowed to win.
+``spooled``: the database was unavailable; the push is synced to the local spool and will be
+stored as soon as the database is back (see ``cdrhub.spool``).
 """
 
 Source = Literal["push", "import", "replay"]
