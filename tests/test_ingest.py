@@ -391,3 +391,19 @@ def test_streamed_body_over_the_limit_is_cut_and_quarantined(client: Any, store:
     assert entry["body"].startswith(b'{"callId":"stream-1"')
     assert len(entry["body"]) == 64 * 1024
     assert store.count_calls() == 0
+
+
+def test_metrics_count_pushes_by_result_without_secrets(push: Push, client: Any) -> None:
+    """/metrics counts each result and error code, and never shows a token or a callId."""
+    push(VENDOR_EXAMPLE)
+    push(VENDOR_EXAMPLE)
+    push(VENDOR_EXAMPLE, token="wrong-secret-value")
+    push({"callId": "m-1", "direction": 9})
+    text = client.get("/metrics").text
+    assert 'cdrhub_pushes_total{result="created"} 1.0' in text
+    assert 'cdrhub_pushes_total{result="duplicate"} 1.0' in text
+    assert 'cdrhub_pushes_total{result="unauthorized"} 1.0' in text
+    assert 'cdrhub_pushes_total{result="invalid_record"} 1.0' in text
+    assert "cdrhub_commit_items_count" in text and "cdrhub_spool_pending 0.0" in text
+    for secret in (TOKEN, OTHER_TOKEN, "wrong-secret-value", VENDOR_EXAMPLE["callId"], "m-1"):
+        assert secret not in text

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +19,8 @@ from starlette.types import Receive, Scope, Send
 from cdrhub import __version__
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated
 from cdrhub.ingest import CallbackEndpoint, TokenCheck
+from cdrhub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from cdrhub.metrics import Metrics
 from cdrhub.settings import Settings, load_settings
 from cdrhub.spool import Spool
 from cdrhub.store import Store, open_store
@@ -72,12 +74,15 @@ def create_app(settings: Settings) -> FastAPI:
             "no ingest token configured: set CDRHUB_TOKENS, or run `cdrhub token new --save`"
         )
     runtime = Runtime()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await run_in_threadpool(prepare_store, settings)
         spool = Spool(settings.spool_directory) if settings.spool else None
-        writer = BatchWriter(store, batch_max=settings.batch_max, spool=spool)
+        if spool is not None:
+            metrics.watch_spool(spool.status)
+        writer = BatchWriter(store, batch_max=settings.batch_max, spool=spool, metrics=metrics)
         writer.start()
         runtime.store, runtime.writer, runtime.spool = store, writer, spool
         app.state.runtime = runtime
@@ -96,7 +101,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.callback = CallbackEndpoint(
-        TokenCheck(tokens), runtime.require_writer, max_body_bytes=settings.max_body_bytes
+        TokenCheck(tokens),
+        runtime.require_writer,
+        max_body_bytes=settings.max_body_bytes,
+        count=metrics.count,
     )
     app.callback_paths = frozenset(settings.callback_paths)
 
@@ -104,6 +112,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         """The process is up and answering."""
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics_endpoint() -> Response:
+        """Prometheus metrics of this process: pushes by result, commits, spool."""
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
     async def readyz() -> JSONResponse:

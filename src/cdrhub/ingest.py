@@ -79,10 +79,12 @@ class CallbackEndpoint:
         writer: Callable[[], BatchWriter],
         *,
         max_body_bytes: int,
+        count: Callable[[str], None] = lambda _result: None,
     ) -> None:
         self._tokens = tokens
         self._writer = writer
         self._max = max_body_bytes
+        self._count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -96,6 +98,7 @@ class CallbackEndpoint:
             log.exception("push failed unexpectedly")
             status = 500
             body = {"error": "internal_error", "detail": "see the server log", "fields": []}
+        self._count(body.get("result") or body.get("error") or "unknown")
         payload = msgspec.json.encode(body)
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
         if status == 413:

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from cdrhub.errors import StoreUnavailable
+from cdrhub.metrics import Metrics
 from cdrhub.spool import Spool
 from cdrhub.store import Item, Outcome, Push, Store
 
@@ -35,8 +36,16 @@ _Settled = list[tuple[asyncio.Future[Result], Result | BaseException]]
 class BatchWriter:
     """The only writer of its process; see the module docstring for the contract."""
 
-    def __init__(self, store: Store, *, batch_max: int = 512, spool: Spool | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        batch_max: int = 512,
+        spool: Spool | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._spool = spool
         self._retry_at = 0.0  # monotonic time before which the database is not tried again
         self._batch_max = batch_max
@@ -117,9 +126,10 @@ class BatchWriter:
         started = time.perf_counter()
         try:
             results: list[Result | BaseException] = list(self._store.write(items))
-            log.debug(
-                "committed %d item(s) in %.1f ms", len(items), (time.perf_counter() - started) * 1e3
-            )
+            elapsed = time.perf_counter() - started
+            self._metrics.batch_size.observe(len(items))
+            self._metrics.commit_seconds.observe(elapsed)
+            log.debug("committed %d item(s) in %.1f ms", len(items), elapsed * 1e3)
         except StoreUnavailable as exc:
             log.error("could not store %d item(s): %s", len(items), exc.detail)
             self._retry_at = time.monotonic() + 1.0
@@ -148,6 +158,7 @@ class BatchWriter:
             log.error("could not spool %d item(s) either: %s", len(items), exc)
             error = cause or StoreUnavailable("database unavailable and the spool is not writable")
             return [(future, error) for _, future in batch]
+        self._metrics.spooled.inc(len(items))
         log.warning("database unavailable: spooled %d item(s)", len(items))
         return [(future, "spooled" if isinstance(item, Push) else 0) for item, future in batch]
 

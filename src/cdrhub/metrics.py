@@ -1,0 +1,81 @@
+"""Prometheus metrics: what an operator watches to know pushes are landing.
+
+Each app has its own registry (no module-level globals), so tests and several apps in one
+process never share counters. With ``--workers N`` every process reports its own numbers;
+scrape each, or sum them in Prometheus. Labels never carry a token, a caller or a callId.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The counters the push path updates, and the gauges read when scraped."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.pushes = Counter(
+            "cdrhub_pushes",
+            "Pushes answered, by result (created, duplicate, updated, stale, spooled) or by "
+            "error code (unauthorized, invalid_record, ...).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "cdrhub_commit_items",
+            "Items stored per database commit (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "cdrhub_commit_seconds",
+            "Time to store one batch, commit (and sync) included.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            registry=self.registry,
+        )
+        self.spooled = Counter(
+            "cdrhub_spooled_items",
+            "Items written to the local spool because the database was unavailable.",
+            registry=self.registry,
+        )
+        self._results: dict[str, Any] = {}
+
+    def count(self, result: str) -> None:
+        """One push answered with ``result`` (label children cached: this is the hot path)."""
+        child = self._results.get(result)
+        if child is None:
+            child = self._results[result] = self.pushes.labels(result)
+        child.inc()
+
+    def watch_spool(self, status: Callable[[], dict[str, Any]]) -> None:
+        """Report the spool's depth and age at each scrape."""
+        self.registry.register(_SpoolCollector(status))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _SpoolCollector(Collector):
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Any:
+        status = self._status()
+        yield GaugeMetricFamily(
+            "cdrhub_spool_pending",
+            "Items in the spool, waiting for the database.",
+            value=status["pending"],
+        )
+        yield GaugeMetricFamily(
+            "cdrhub_spool_oldest_age_seconds",
+            "Age of the oldest spooled item (0 when the spool is empty).",
+            value=status["oldest_age_seconds"] or 0,
+        )
