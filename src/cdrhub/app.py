@@ -104,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
         TokenCheck(tokens),
         runtime.require_writer,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
         count=metrics.count,
     )
     app.callback_paths = frozenset(settings.callback_paths)
@@ -227,6 +228,9 @@ def app_from_env() -> FastAPI:
     ``serve`` does when nothing else has.
     """
     settings = load_settings()
+    from cdrhub.server import DeclineH2CHttpToolsProtocol
+
+    DeclineH2CHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=settings.log_level.upper(),

@@ -61,6 +61,13 @@ class BodyTooLarge(CdrhubError):
     code = "body_too_large"
 
 
+class BodyTimeout(CdrhubError):
+    """The body did not arrive within ``body_timeout_seconds`` after the headers."""
+
+    status = 408
+    code = "body_timeout"
+
+
 class UnsupportedMediaType(CdrhubError):
     """The ``Content-Type`` is not ``application/json``."""
 

@@ -15,6 +15,7 @@ first (body, headers minus the token, reason): nothing a real sender sent is los
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,6 +26,7 @@ import msgspec
 from cdrhub import cdr
 from cdrhub.errors import (
     BadJson,
+    BodyTimeout,
     BodyTooLarge,
     CdrhubError,
     FieldProblem,
@@ -79,8 +81,10 @@ class CallbackEndpoint:
         writer: Callable[[], BatchWriter],
         *,
         max_body_bytes: int,
+        body_timeout: float = 30.0,
         count: Callable[[str], None] = lambda _result: None,
     ) -> None:
+        self._body_timeout = body_timeout
         self._tokens = tokens
         self._writer = writer
         self._max = max_body_bytes
@@ -101,7 +105,7 @@ class CallbackEndpoint:
         self._count(body.get("result") or body.get("error") or "unknown")
         payload = msgspec.json.encode(body)
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
-        if status == 413:
+        if status in (408, 413):
             headers.append((b"connection", b"close"))  # the rest of the body is never read
         elif status == 405:
             headers.append((b"allow", b"POST"))
@@ -129,7 +133,15 @@ class CallbackEndpoint:
                 "missing `token` header" if token is None else "invalid `token` header",
                 [cdr_problem("token", "a token configured in CDRHUB_TOKENS (or data/token)")],
             )
-        body, complete = await self._read(receive, length)
+        chunks: list[bytes] = []
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                body, complete = await self._read(receive, length, chunks)
+        except TimeoutError:
+            # What a slow sender managed to send is authenticated data: keep it, say why.
+            error = BodyTimeout(f"the body did not arrive within {self._body_timeout:g} s")
+            await self._quarantine(scope, b"".join(chunks), False, error)
+            raise error from None
         try:
             if not complete:
                 raise BodyTooLarge(
@@ -156,11 +168,12 @@ class CallbackEndpoint:
         log.info("stored call %s: %s", record.call_id, outcome)
         return 200, {"ok": True, "callId": record.call_id, "result": outcome}
 
-    async def _read(self, receive: Receive, declared: bytes | None) -> tuple[bytes, bool]:
-        """Read the body up to the limit; (bytes, False) when the sender wanted to send more."""
+    async def _read(
+        self, receive: Receive, declared: bytes | None, chunks: list[bytes]
+    ) -> tuple[bytes, bool]:
+        """Read the body up to the limit into ``chunks``; (bytes, False) when it was too big."""
         if declared is not None and declared.isdigit() and int(declared) > self._max:
             return b"", False
-        chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()

@@ -11,6 +11,7 @@ upgrade offer, which is exactly what the response then does.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -26,16 +27,55 @@ _H2C_OFFER = re.compile(rb"\r\nupgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECA
 
 
 class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol that declines ``Upgrade: h2c`` offers instead of losing bodies.
+    """uvicorn's httptools protocol, with two fixes a public receiver needs.
 
-    Limit: the rename needs the ``Upgrade`` header line to arrive within one read, as a
-    sender's header block (a few hundred bytes, written at once) does in practice.
+    1. It declines ``Upgrade: h2c`` offers instead of losing the body (see the module
+       docstring). Limit: the rename needs the ``Upgrade`` header line to arrive within one
+       read, as a sender's header block (a few hundred bytes, written at once) does in practice.
+    2. It closes connections whose request headers do not arrive within ``header_timeout``
+       seconds, counted from the connection (or the request's first byte): uvicorn only times
+       out idle keep-alive connections, so a slow or silent client could otherwise hold a
+       connection forever (slowloris). The body has its own timeout in the push endpoint.
     """
+
+    header_timeout: float = 10.0  # set from CDRHUB_HEADER_TIMEOUT_SECONDS by run()/app_from_env
+
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
         if b"2c" in data or b"2C" in data:  # cheap pre-check: most pushes carry no offer
             data = _H2C_OFFER.sub(rb"\r\nx-declined-upgrade\1", data)
         super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
 
 
 def run(settings: Settings) -> None:
@@ -44,6 +84,7 @@ def run(settings: Settings) -> None:
     One process runs the app built here; several (``workers``) are started by uvicorn, each
     building its app from the environment, so the effective settings are passed down that way.
     """
+    DeclineH2CHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

@@ -100,6 +100,19 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(
         None, description="Where spool files live (default: `<data_dir>/spool`)."
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection whose request headers have not arrived this long after it "
+        "opened (or after the request's first byte) is closed: slow or silent clients cannot "
+        "hold connections forever.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A push whose body has not fully arrived this long after its headers is "
+        "answered 408 (and what arrived is quarantined).",
+    )
     workers: int = Field(
         1,
         ge=1,
