@@ -9,6 +9,7 @@ table in BENCHMARKS.md.
     python bench/run.py                       # 3 rounds x 10 s, 64 connections
     python bench/run.py --rounds 5 --write    # what BENCHMARKS.md shows
     python bench/run.py --curve --write       # p50/p99 at 500, 2000, 5000/s and max
+    python bench/run.py --curve --rates 500 --no-max --duration 60 --title "Steady load" --write
 
 Needs wrk (Debian: apt-get install wrk). PostgreSQL targets need CDRHUB_BENCH_POSTGRES_URL
 (default postgresql://postgres@127.0.0.1:5432/postgres) and are skipped when it is unreachable.
@@ -23,6 +24,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import socket
 import sqlite3
@@ -296,12 +298,13 @@ def _table(results: dict[str, list[Result]], args: argparse.Namespace) -> str:
 
 def curve(args: argparse.Namespace) -> str:
     rates = [int(r) for r in args.rates.split(",")]
+    paced: list[int] = rates if args.no_max else [*rates, 0]
     rows = [
         "| offered pushes/s | achieved/s | p50 ms | p99 ms | errors |",
         "|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory(prefix="cdrhub-bench-") as tmp:
-        for rate in [*rates, 0]:
+        for rate in paced:
             target = Target("cdrhub-sqlite", Path(tmp))
             with target.running():
                 wrk(target.port, 2, args.connections, args.threads, rate or None)
@@ -350,11 +353,13 @@ def main() -> None:
     )
     parser.add_argument("--curve", action="store_true", help="latency at fixed rates instead")
     parser.add_argument("--rates", default="500,2000,5000", help="rates for --curve")
+    parser.add_argument("--no-max", action="store_true", help="--curve without the unpaced run")
+    parser.add_argument("--title", help="section title in BENCHMARKS.md (with --write)")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (Debian/Ubuntu) or brew install wrk")
-    command = "python " + " ".join(["bench/run.py", *sys.argv[1:]])
+    command = "python " + shlex.join(["bench/run.py", *sys.argv[1:]])
     if args.curve:
         table = curve(args)
         title = "Latency at fixed rates (cdrhub, SQLite, 1 process)"
@@ -363,7 +368,7 @@ def main() -> None:
         title = "Push throughput"
     print(table)
     if args.write:
-        write_section(title, command, table)
+        write_section(args.title or title, command, table)
 
 
 if __name__ == "__main__":

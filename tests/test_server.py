@@ -107,7 +107,7 @@ JAVA_SENDER = Path(__file__).with_name("java") / "Sender.java"
 def test_jdk_http_client_with_default_settings(
     serve: Callable[..., Server], store: Store, tmp_path: Path
 ) -> None:
-    """java.net.http.HttpClient as shipped (h2c upgrade offer, then chunked) gets 200s."""
+    """java.net.http.HttpClient as shipped (h2c offer; plain, chunked, 100-continue): all 200."""
     server = serve()
     source = JAVA_SENDER
     payload = tmp_path / "push.json"
@@ -126,8 +126,8 @@ def test_jdk_http_client_with_default_settings(
     )
     assert done.returncode == 0, done.stderr
     statuses = [line.split(" ", 1)[0] for line in done.stdout.splitlines()]
-    assert statuses == ["200"] * 6, done.stdout
-    assert store.count_calls() == 6
+    assert statuses == ["200"] * 11, done.stdout
+    assert store.count_calls() == 11
     row = store.get_call("java-chunked")
     assert row is not None and row["intent"] == "转人工-成功"
 

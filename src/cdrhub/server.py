@@ -6,7 +6,8 @@ upgrade flag is set, and uvicorn then ignores the upgrade it does not support. T
 ``java.net.http.HttpClient`` with default settings offers ``Upgrade: h2c`` on every request to an
 ``http://`` URL, so every push from such a sender would arrive with an empty body. We decline
 the offer before the parser sees it, by renaming the header; HTTP/1.1 lets a server ignore an
-upgrade offer, which is exactly what the response then does.
+upgrade offer, which is exactly what the response then does. (Upstream: uvicorn issue #2722
+and httptools issue #124, both open; with ``Expect: 100-continue`` the JDK client even hangs.)
 """
 
 from __future__ import annotations

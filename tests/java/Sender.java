@@ -30,5 +30,17 @@ public class Sender {
             .build();
         HttpResponse<String> response = client.send(chunked, HttpResponse.BodyHandlers.ofString());
         System.out.println(response.statusCode() + " " + response.body());
+        // Expect: 100-continue, which uvicorn's httptools path hung on with the h2c offer.
+        for (int i = 0; i < 5; i++) {
+            HttpRequest expecting = HttpRequest.newBuilder(URI.create(args[0]))
+                .header("token", args[2])
+                .header("Content-Type", "application/json;charset=UTF-8")
+                .expectContinue(true)
+                .timeout(java.time.Duration.ofSeconds(20))
+                .POST(HttpRequest.BodyPublishers.ofString(body.replace("CALLID", "java-expect-" + i)))
+                .build();
+            HttpResponse<String> reply = client.send(expecting, HttpResponse.BodyHandlers.ofString());
+            System.out.println(reply.statusCode() + " " + reply.body());
+        }
     }
 }
