@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from cdrhub.cdr import VENDOR_EXAMPLE
+from cdrhub.settings import Settings
 from cdrhub.store import Store
 
 from .conftest import OTHER_TOKEN, TOKEN, Push
@@ -407,3 +409,54 @@ def test_metrics_count_pushes_by_result_without_secrets(push: Push, client: Any)
     assert "cdrhub_commit_items_count" in text and "cdrhub_spool_pending 0.0" in text
     for secret in (TOKEN, OTHER_TOKEN, "wrong-secret-value", VENDOR_EXAMPLE["callId"], "m-1"):
         assert secret not in text
+
+
+def _app_client(settings: Settings, **changes: Any) -> TestClient:
+    from cdrhub.app import create_app
+
+    return TestClient(create_app(settings.model_copy(update=changes)))
+
+
+def test_addresses_outside_the_allowlist_get_403(settings: Settings, store: Store) -> None:
+    """With CDRHUB_ALLOWED_IPS set, other senders are refused before their token is read."""
+    with _app_client(settings, allowed_ips=["203.0.113.0/24"]) as client:
+        response = client.post("/cc/callback", json=VENDOR_EXAMPLE, headers={"token": TOKEN})
+    assert response.status_code == 403 and response.json()["error"] == "forbidden_address"
+    assert store.count_calls() == 0
+
+
+def test_allowed_addresses_push_as_usual(serve: Any, store: Store) -> None:
+    """A real server with loopback allowed accepts pushes from loopback."""
+    import httpx
+
+    server = serve(CDRHUB_ALLOWED_IPS="127.0.0.0/8,::1")
+    response = httpx.post(
+        f"{server.url}/cc/callback", json=VENDOR_EXAMPLE, headers={"token": TOKEN}
+    )
+    assert response.status_code == 200 and store.count_calls() == 1
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(settings: Settings) -> None:
+    """X-Forwarded-For decides the sender only when the peer is a configured proxy."""
+    from cdrhub.guard import Guard, networks
+
+    guard = Guard(networks(["198.51.100.7/32"]), networks(["10.0.0.0/8"]))
+    forwarded = [(b"x-forwarded-for", b"6.6.6.6, 198.51.100.7, 10.1.1.1")]
+    via_proxy = {"client": ("10.0.0.2", 5000), "headers": forwarded}
+    direct = {"client": ("192.0.2.9", 5000), "headers": forwarded}
+    assert guard.client(via_proxy) == "198.51.100.7" and guard.allowed("198.51.100.7")
+    assert guard.client(direct) == "192.0.2.9" and not guard.allowed("192.0.2.9")
+
+
+def test_repeated_wrong_tokens_are_braked_but_valid_ones_pass(settings: Settings) -> None:
+    """After the limit, wrong tokens get 429 with Retry-After; the right token still gets 200."""
+    with _app_client(settings, auth_failure_limit=3) as client:
+        statuses = [
+            client.post("/cc/callback", json=VENDOR_EXAMPLE, headers={"token": f"guess-{i}"})
+            for i in range(5)
+        ]
+        assert [r.status_code for r in statuses] == [401, 401, 401, 429, 429]
+        assert int(statuses[-1].headers["retry-after"]) > 0
+        assert statuses[-1].json()["error"] == "too_many_auth_failures"
+        valid = client.post("/cc/callback", json=VENDOR_EXAMPLE, headers={"token": TOKEN})
+        assert valid.status_code == 200

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from cdrhub import __version__
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated
+from cdrhub.guard import Guard, networks
 from cdrhub.ingest import CallbackEndpoint, TokenCheck
 from cdrhub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cdrhub.metrics import Metrics
@@ -103,6 +104,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.callback = CallbackEndpoint(
         TokenCheck(tokens),
         runtime.require_writer,
+        guard=Guard(
+            networks(settings.allowed_ips),
+            networks(settings.trusted_proxies),
+            limit=settings.auth_failure_limit,
+            window=settings.auth_failure_window_seconds,
+        ),
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout_seconds,
         count=metrics.count,

@@ -26,10 +26,16 @@ class CdrhubError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, detail: str, fields: list[FieldProblem] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        fields: list[FieldProblem] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.fields = fields or []
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         """The JSON error body."""
@@ -45,6 +51,20 @@ class Unauthorized(CdrhubError):
 
     status = 401
     code = "unauthorized"
+
+
+class ForbiddenAddress(CdrhubError):
+    """The sender's address is outside ``CDRHUB_ALLOWED_IPS``."""
+
+    status = 403
+    code = "forbidden_address"
+
+
+class TooManyAuthFailures(CdrhubError):
+    """This address sent too many wrong tokens lately; ``Retry-After`` says how long to wait."""
+
+    status = 429
+    code = "too_many_auth_failures"
 
 
 class BadJson(CdrhubError):

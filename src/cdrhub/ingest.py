@@ -30,13 +30,16 @@ from cdrhub.errors import (
     BodyTooLarge,
     CdrhubError,
     FieldProblem,
+    ForbiddenAddress,
     InvalidRecord,
     MethodNotAllowed,
     StoreFailed,
     StoreUnavailable,
+    TooManyAuthFailures,
     Unauthorized,
     UnsupportedMediaType,
 )
+from cdrhub.guard import Guard
 from cdrhub.store import Push, Rejected
 from cdrhub.writer import BatchWriter
 
@@ -80,23 +83,26 @@ class CallbackEndpoint:
         tokens: TokenCheck,
         writer: Callable[[], BatchWriter],
         *,
+        guard: Guard | None = None,
         max_body_bytes: int,
         body_timeout: float = 30.0,
         count: Callable[[str], None] = lambda _result: None,
     ) -> None:
         self._body_timeout = body_timeout
         self._tokens = tokens
+        self._guard = guard or Guard([], [])
         self._writer = writer
         self._max = max_body_bytes
         self._count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra: dict[str, str] = {}
         try:
             status, body = await self._handle(scope, receive)
         except _Disconnected:
             return
         except CdrhubError as error:
-            status, body = error.status, error.body()
+            status, body, extra = error.status, error.body(), error.headers
         except Exception:
             # A bug of ours: log it, and answer the documented shape (NXCC retries a 500).
             log.exception("push failed unexpectedly")
@@ -109,12 +115,17 @@ class CallbackEndpoint:
             headers.append((b"connection", b"close"))  # the rest of the body is never read
         elif status == 405:
             headers.append((b"allow", b"POST"))
+        headers += [(k.encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         if scope["method"] != "POST":
             raise MethodNotAllowed("push call logs with POST")
+        address = self._guard.client(scope)
+        if not self._guard.allowed(address):
+            log.warning("push refused from %s: address not in CDRHUB_ALLOWED_IPS", address)
+            raise ForbiddenAddress(f"{address} may not push here (CDRHUB_ALLOWED_IPS)")
         token = content_type = length = None
         for name, value in scope["headers"]:
             if name == b"token":
@@ -124,11 +135,16 @@ class CallbackEndpoint:
             elif name == b"content-length":
                 length = value
         if not self._tokens(token):
+            wait = self._guard.retry_after(address)
+            self._guard.failed(address)
             log.warning(
-                "push refused from %s: %s token",
-                _client(scope),
-                "no" if token is None else "invalid",
+                "push refused from %s: %s token", address, "no" if token is None else "invalid"
             )
+            if wait is not None:
+                raise TooManyAuthFailures(
+                    f"too many wrong tokens from {address}; retry in {wait} s",
+                    headers={"retry-after": str(wait)},
+                )
             raise Unauthorized(
                 "missing `token` header" if token is None else "invalid `token` header",
                 [cdr_problem("token", "a token configured in CDRHUB_TOKENS (or data/token)")],
@@ -204,7 +220,7 @@ class CallbackEndpoint:
             ],
             body_complete=complete,
             path=scope["path"],
-            remote_addr=_client(scope),
+            remote_addr=self._guard.client(scope),
             call_id=call_id,
         )
         # If even this cannot be stored the writer raises StoreUnavailable, and the sender gets
@@ -234,11 +250,6 @@ def _is_json(content_type: bytes | None) -> bool:
         return False
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json"
-
-
-def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "unknown"
 
 
 def _call_id_of(body: bytes) -> str | None:

@@ -7,6 +7,7 @@ Precedence, highest first: explicit overrides (CLI flags), environment, TOML fil
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import zoneinfo
@@ -53,6 +54,25 @@ class Settings(BaseSettings):
         default_factory=lambda: ["/cc/callback"],
         description="Comma-separated URL paths that accept pushes (NXCC's own example uses "
         "`/callback`).",
+    )
+    allowed_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDRs allowed to push (empty: any). Others "
+        "get 403 before their token is looked at.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` is "
+        "believed when deciding a sender's address (empty: the peer address is the sender).",
+    )
+    auth_failure_limit: int = Field(
+        20,
+        ge=1,
+        description="Wrong or missing tokens from one address within the window before its "
+        "further wrong tokens get 429 with `Retry-After` (a valid token always passes).",
+    )
+    auth_failure_window_seconds: float = Field(
+        60.0, gt=0, description="The window for `CDRHUB_AUTH_FAILURE_LIMIT`, in seconds."
     )
     data_dir: Path = Field(
         Path("data"),
@@ -127,7 +147,7 @@ class Settings(BaseSettings):
         "included) before the server exits.",
     )
 
-    @field_validator("tokens", "callback_paths", mode="before")
+    @field_validator("tokens", "callback_paths", "allowed_ips", "trusted_proxies", mode="before")
     @classmethod
     def _lists_from_commas(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -140,6 +160,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"callback path {path!r} must start with '/', e.g. /cc/callback")
         if not value:
             raise ValueError("at least one callback path is needed, e.g. /cc/callback")
+        return value
+
+    @field_validator("allowed_ips", "trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{cidr!r} is not an address or CIDR such as 203.0.113.0/24"
+                ) from None
         return value
 
     @field_validator("timezone")
