@@ -357,19 +357,21 @@ def test_tokens_never_reach_the_log(push: Push, caplog: pytest.LogCaptureFixture
         assert secret not in text
 
 
-def test_health_and_readiness(client: Any) -> None:
-    """/healthz says the process is up; /readyz checks the database and its schema."""
+def test_health_and_readiness(client: Any, push: Push) -> None:
+    """/healthz says the process is up; /readyz checks the database, schema, spool, pushes."""
     assert client.get("/healthz").json() == {"status": "ok"}
+    push(VENDOR_EXAMPLE)
+    push(VENDOR_EXAMPLE, token="nope")
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {
-        "status": "ready",
-        "checks": {
-            "database": "ok",
-            "schema": "ok",
-            "spool": {"pending": 0, "oldest_age_seconds": None},
-        },
-    }
+    body = ready.json()
+    assert body["status"] == "ready"
+    checks = body["checks"]
+    assert (checks["database"], checks["schema"]) == ("ok", "ok")
+    assert checks["spool"] == {"pending": 0, "oldest_age_seconds": None}
+    assert checks["pushes"]["last_accepted"] is not None
+    assert checks["pushes"]["last_rejected_reason"] == "unauthorized"
+    assert checks["pushes"]["silent"] is False
 
 
 def test_streamed_body_over_the_limit_is_cut_and_quarantined(client: Any, store: Store) -> None:
@@ -460,3 +462,45 @@ def test_repeated_wrong_tokens_are_braked_but_valid_ones_pass(settings: Settings
         assert statuses[-1].json()["error"] == "too_many_auth_failures"
         valid = client.post("/cc/callback", json=VENDOR_EXAMPLE, headers={"token": TOKEN})
         assert valid.status_code == 200
+
+
+def test_silence_during_business_hours_marks_the_service_degraded() -> None:
+    """No push for the alert time within business hours is 'silent'; outside them it is not."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from cdrhub.activity import Activity
+
+    activity = Activity(
+        alert_minutes=10,
+        business_hours="09:00-18:00",
+        business_days=["mon", "tue", "wed", "thu", "fri"],
+        timezone="Asia/Shanghai",
+    )
+    zone = ZoneInfo("Asia/Shanghai")
+    tuesday_noon = datetime(2026, 11, 24, 12, 0, tzinfo=zone).timestamp()
+    sunday_noon = datetime(2026, 11, 22, 12, 0, tzinfo=zone).timestamp()
+    tuesday_night = datetime(2026, 11, 24, 23, 0, tzinfo=zone).timestamp()
+    activity.last_accepted = tuesday_noon - 11 * 60
+    assert activity.silent(tuesday_noon) is True
+    activity.last_accepted = tuesday_noon - 9 * 60
+    assert activity.silent(tuesday_noon) is False
+    activity.last_accepted = sunday_noon - 3600
+    assert activity.silent(sunday_noon) is False
+    activity.last_accepted = tuesday_night - 3600
+    assert activity.silent(tuesday_night) is False
+    activity.record("invalid_record")
+    assert activity.status()["last_rejected_reason"] == "invalid_record"
+
+
+def test_metrics_can_require_their_own_token(settings: Settings) -> None:
+    """With CDRHUB_METRICS_TOKEN set, /metrics needs it as a bearer token."""
+    from pydantic import SecretStr
+
+    with _app_client(settings, metrics_token=SecretStr("scrape-secret-123")) as client:
+        assert client.get("/metrics").status_code == 401
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
+        assert ok.status_code == 200 and "cdrhub_push_seconds_bucket" in ok.text
+        assert "cdrhub_silent 0.0" in ok.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from cdrhub import __version__
-from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated
+from cdrhub.activity import Activity
+from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
 from cdrhub.guard import Guard, networks
 from cdrhub.ingest import CallbackEndpoint, TokenCheck
 from cdrhub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -76,6 +79,17 @@ def create_app(settings: Settings) -> FastAPI:
         )
     runtime = Runtime()
     metrics = Metrics()
+    activity = Activity(
+        alert_minutes=settings.silence_alert_minutes,
+        business_hours=settings.business_hours,
+        business_days=settings.business_days,
+        timezone=settings.timezone,
+    )
+    metrics.watch_activity(activity.status)
+
+    def observe(result: str, seconds: float) -> None:
+        metrics.count(result, seconds)
+        activity.record(result)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,9 +101,11 @@ def create_app(settings: Settings) -> FastAPI:
         writer.start()
         runtime.store, runtime.writer, runtime.spool = store, writer, spool
         app.state.runtime = runtime
+        watcher = asyncio.create_task(_watch_silence(activity, settings.silence_alert_minutes))
         try:
             yield
         finally:
+            watcher.cancel()
             await writer.stop()
             if spool is not None:
                 spool.close()
@@ -112,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
         ),
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout_seconds,
-        count=metrics.count,
+        count=observe,
     )
     app.callback_paths = frozenset(settings.callback_paths)
 
@@ -121,9 +137,17 @@ def create_app(settings: Settings) -> FastAPI:
         """The process is up and answering."""
         return {"status": "ok"}
 
+    metrics_token = (
+        settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
+    )
+
     @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics_endpoint() -> Response:
-        """Prometheus metrics of this process: pushes by result, commits, spool."""
+    async def metrics_endpoint(request: Request) -> Response:
+        """Prometheus metrics of this process: pushes, latency, commits, spool, silence."""
+        if metrics_token is not None:
+            presented = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(presented.encode(), metrics_token):
+                raise Unauthorized("`GET /metrics` needs `Authorization: Bearer <metrics token>`")
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
@@ -131,6 +155,9 @@ def create_app(settings: Settings) -> FastAPI:
         """The database is reachable and its schema is the one this cdrhub needs."""
         assert runtime.store is not None
         status, checks = await run_in_threadpool(_readiness, runtime.store, runtime.spool)
+        checks["pushes"] = activity.status()
+        if status == "ready" and checks["pushes"]["silent"]:
+            status = "degraded"
         return JSONResponse(
             {"status": status, "checks": checks},
             status_code=503 if status == "not_ready" else 200,
@@ -138,6 +165,27 @@ def create_app(settings: Settings) -> FastAPI:
 
     _install_error_handlers(app)
     return app
+
+
+async def _watch_silence(activity: Activity, minutes: float) -> None:
+    """Log once when pushes stop arriving (and once when they come back)."""
+    if not minutes:
+        return
+    alerted = False
+    while True:
+        await asyncio.sleep(min(30.0, minutes * 60 / 4))
+        silent = activity.silent()
+        if silent and not alerted:
+            refused = activity.last_rejected_reason
+            log.warning(
+                "no push accepted for %g minutes: check NXCC's push URL and token, and any "
+                "firewall in between%s",
+                minutes,
+                f" (last refused push: {refused})" if refused else "",
+            )
+        elif alerted and not silent:
+            log.info("pushes are arriving again")
+        alerted = silent
 
 
 def prepare_store(settings: Settings) -> Store:

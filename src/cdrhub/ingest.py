@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -86,7 +87,7 @@ class CallbackEndpoint:
         guard: Guard | None = None,
         max_body_bytes: int,
         body_timeout: float = 30.0,
-        count: Callable[[str], None] = lambda _result: None,
+        count: Callable[[str, float], None] = lambda _result, _seconds: None,
     ) -> None:
         self._body_timeout = body_timeout
         self._tokens = tokens
@@ -96,6 +97,7 @@ class CallbackEndpoint:
         self._count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         extra: dict[str, str] = {}
         try:
             status, body = await self._handle(scope, receive)
@@ -108,7 +110,9 @@ class CallbackEndpoint:
             log.exception("push failed unexpectedly")
             status = 500
             body = {"error": "internal_error", "detail": "see the server log", "fields": []}
-        self._count(body.get("result") or body.get("error") or "unknown")
+        self._count(
+            body.get("result") or body.get("error") or "unknown", time.perf_counter() - started
+        )
         payload = msgspec.json.encode(body)
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
         if status in (408, 413):

@@ -46,14 +46,30 @@ class Metrics:
             "Items written to the local spool because the database was unavailable.",
             registry=self.registry,
         )
+        self.push_seconds = Histogram(
+            "cdrhub_push_seconds",
+            "Time from a push's arrival to its answer (its commit included).",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+            registry=self.registry,
+        )
+        self.database_errors = Counter(
+            "cdrhub_database_errors",
+            "Batches the database could not store (down, unreachable, locked).",
+            registry=self.registry,
+        )
         self._results: dict[str, Any] = {}
 
-    def count(self, result: str) -> None:
+    def count(self, result: str, seconds: float) -> None:
         """One push answered with ``result`` (label children cached: this is the hot path)."""
         child = self._results.get(result)
         if child is None:
             child = self._results[result] = self.pushes.labels(result)
         child.inc()
+        self.push_seconds.observe(seconds)
+
+    def watch_activity(self, status: Callable[[], dict[str, Any]]) -> None:
+        """Report how long ago pushes were last accepted and refused, at each scrape."""
+        self.registry.register(_ActivityCollector(status))
 
     def watch_spool(self, status: Callable[[], dict[str, Any]]) -> None:
         """Report the spool's depth and age at each scrape."""
@@ -61,6 +77,30 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ActivityCollector(Collector):
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Any:
+        status = self._status()
+        for name, key in (
+            ("accepted", "seconds_since_accepted"),
+            ("rejected", "seconds_since_rejected"),
+        ):
+            age = status[key]
+            if age is not None:
+                yield GaugeMetricFamily(
+                    f"cdrhub_seconds_since_last_{name}_push",
+                    f"Seconds since this process last {name} a push.",
+                    value=age,
+                )
+        yield GaugeMetricFamily(
+            "cdrhub_silent",
+            "1 when no push was accepted for the alert time in business hours.",
+            value=1 if status["silent"] else 0,
+        )
 
 
 class _SpoolCollector(Collector):

@@ -133,6 +133,25 @@ class Settings(BaseSettings):
         description="A push whose body has not fully arrived this long after its headers is "
         "answered 408 (and what arrived is quarantined).",
     )
+    silence_alert_minutes: float = Field(
+        0,
+        ge=0,
+        description="Mark the service degraded (in /readyz and the metrics) and log a warning "
+        "when no push was accepted for this many minutes within business hours; 0 turns it off.",
+    )
+    business_hours: str = Field(
+        "00:00-24:00",
+        pattern=r"^\d\d:\d\d-\d\d:\d\d$",
+        description="Hours, in `timezone`, when silence counts (e.g. `08:00-20:00`).",
+    )
+    business_days: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+        description="Comma-separated days when silence counts (e.g. `mon,tue,wed,thu,fri`).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, `GET /metrics` needs `Authorization: Bearer <this token>`.",
+    )
     workers: int = Field(
         1,
         ge=1,
@@ -147,7 +166,14 @@ class Settings(BaseSettings):
         "included) before the server exits.",
     )
 
-    @field_validator("tokens", "callback_paths", "allowed_ips", "trusted_proxies", mode="before")
+    @field_validator(
+        "tokens",
+        "callback_paths",
+        "allowed_ips",
+        "trusted_proxies",
+        "business_days",
+        mode="before",
+    )
     @classmethod
     def _lists_from_commas(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -172,6 +198,15 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{cidr!r} is not an address or CIDR such as 203.0.113.0/24"
                 ) from None
+        return value
+
+    @field_validator("business_days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        for day in value:
+            if day.strip().lower()[:3] not in days:
+                raise ValueError(f"{day!r} is not a day; use mon, tue, wed, thu, fri, sat, sun")
         return value
 
     @field_validator("timezone")
@@ -222,6 +257,8 @@ class Settings(BaseSettings):
                 continue
             if name == "tokens":
                 value = ",".join(t.get_secret_value() for t in self.tokens)
+            elif name == "metrics_token" and self.metrics_token is not None:
+                value = self.metrics_token.get_secret_value()
             elif isinstance(value, list):
                 value = ",".join(value)
             env[f"CDRHUB_{name.upper()}"] = str(value)
@@ -231,6 +268,8 @@ class Settings(BaseSettings):
         """The effective settings as plain values, secrets replaced by a mask."""
         values = self.model_dump(mode="json")
         values["tokens"] = [mask_secret(t.get_secret_value()) for t in self.tokens]
+        if self.metrics_token is not None:
+            values["metrics_token"] = mask_secret(self.metrics_token.get_secret_value())
         values["database_url"] = mask_url(self.database_url)
         return values
 

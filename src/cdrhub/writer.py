@@ -132,6 +132,7 @@ class BatchWriter:
             log.debug("committed %d item(s) in %.1f ms", len(items), elapsed * 1e3)
         except StoreUnavailable as exc:
             log.error("could not store %d item(s): %s", len(items), exc.detail)
+            self._metrics.database_errors.inc()
             self._retry_at = time.monotonic() + 1.0
             return self._to_spool(batch, exc)
         except Exception as exc:
