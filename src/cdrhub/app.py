@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -101,11 +102,15 @@ def create_app(settings: Settings) -> FastAPI:
         writer.start()
         runtime.store, runtime.writer, runtime.spool = store, writer, spool
         app.state.runtime = runtime
-        watcher = asyncio.create_task(_watch_silence(activity, settings.silence_alert_minutes))
+        background = [
+            asyncio.create_task(_watch_silence(activity, settings.silence_alert_minutes)),
+            asyncio.create_task(_prune_daily(store, settings.retention_days)),
+        ]
         try:
             yield
         finally:
-            watcher.cancel()
+            for task in background:
+                task.cancel()
             await writer.stop()
             if spool is not None:
                 spool.close()
@@ -186,6 +191,21 @@ async def _watch_silence(activity: Activity, minutes: float) -> None:
         elif alerted and not silent:
             log.info("pushes are arriving again")
         alerted = silent
+
+
+async def _prune_daily(store: Store, days: int) -> None:
+    """Apply CDRHUB_RETENTION_DAYS: now, then every 24 hours."""
+    if not days:
+        return
+    from cdrhub.maintenance import prune
+
+    while True:
+        try:
+            counts = await run_in_threadpool(prune, store, timedelta(days=days))
+            log.info("retention (%d days): deleted %s", days, counts)
+        except Exception:  # the next day tries again; a prune must never stop the receiver
+            log.exception("retention prune failed")
+        await asyncio.sleep(24 * 3600)
 
 
 def prepare_store(settings: Settings) -> Store:

@@ -371,6 +371,61 @@ def quarantine_replay(settings: Settings, entry_ids: tuple[int, ...], replay_eve
         sys.exit(1)
 
 
+@main.command()
+@click.option("--older-than", required=True, help="Age to keep, e.g. 400d, 12w or 36h.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@settings_options
+def prune(settings: Settings, older_than: str, dry_run: bool) -> None:
+    """Delete calls, their raw versions and quarantine entries older than a retention age.
+
+    \b
+    Example:
+        cdrhub prune --older-than 400d --dry-run
+        cdrhub prune --older-than 400d
+    A call's age is its startTime. CDRHUB_RETENTION_DAYS does this daily inside serve.
+    """
+    from cdrhub.maintenance import parse_age
+    from cdrhub.maintenance import prune as prune_store
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    store = _store(settings)
+    try:
+        counts = prune_store(store, age, dry_run=dry_run)
+    finally:
+        store.close()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {counts['calls']} calls, {counts['raw_versions']} raw versions, "
+        f"{counts['quarantine']} quarantine entries older than {older_than}"
+    )
+
+
+@main.command()
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@settings_options
+def backup(settings: Settings, destination: Path) -> None:
+    """Copy the SQLite database to DESTINATION, consistently, while serve keeps running.
+
+    \b
+    Example:
+        cdrhub backup backups/cdrhub-$(date +%F).db
+    For PostgreSQL use its own tools: pg_dump -Fc -f cdrhub.dump cdrhub
+    """
+    from cdrhub.maintenance import backup as backup_store
+
+    store = _store(settings)
+    try:
+        size = backup_store(store, destination)
+    except (ValueError, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"backed up to {destination} ({size:,} bytes)")
+
+
 @main.group()
 def token() -> None:
     """Ingest tokens (the `token` header NXCC sends)."""

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         None,
         description="When set, `GET /metrics` needs `Authorization: Bearer <this token>`.",
     )
+    retention_days: int = Field(
+        0,
+        ge=0,
+        description="When above 0, `serve` deletes calls (and raw versions, quarantine "
+        "entries) older than this many days, once a day; 0 keeps everything.",
+    )
     workers: int = Field(
         1,
         ge=1,
