@@ -352,7 +352,7 @@ def test_tokens_never_reach_the_log(push: Push, caplog: pytest.LogCaptureFixture
     push({"callId": "c", "direction": 9})
     push(VENDOR_EXAMPLE, token="wrong-secret-value")
     text = caplog.text
-    assert "stored call" in text and "refused" in text
+    assert "push 200 created" in text and "push 401 unauthorized" in text
     for secret in (TOKEN, OTHER_TOKEN, "wrong-secret-value"):
         assert secret not in text
 
@@ -504,3 +504,20 @@ def test_metrics_can_require_their_own_token(settings: Settings) -> None:
         ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
         assert ok.status_code == 200 and "cdrhub_push_seconds_bucket" in ok.text
         assert "cdrhub_silent 0.0" in ok.text
+
+
+def test_json_log_lines_carry_request_fields_but_no_phone_numbers(
+    push: Push, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CDRHUB_LOG_FORMAT=json: one object per push with request id, status, callId, latency."""
+    from cdrhub.logs import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="cdrhub.ingest")
+    response = push(VENDOR_EXAMPLE)
+    [record] = [r for r in caplog.records if r.name == "cdrhub.ingest"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == response.headers["x-request-id"]
+    assert (line["status"], line["result"]) == (200, "created")
+    assert line["call_id"] == VENDOR_EXAMPLE["callId"] and line["latency_ms"] >= 0
+    assert VENDOR_EXAMPLE["caller"] not in json.dumps(line)
+    assert "1001@10.0.0.1" not in json.dumps(line)

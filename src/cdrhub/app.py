@@ -24,6 +24,7 @@ from cdrhub.activity import Activity
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
 from cdrhub.guard import Guard, networks
 from cdrhub.ingest import CallbackEndpoint, TokenCheck
+from cdrhub.logs import configure as configure_logging
 from cdrhub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cdrhub.metrics import Metrics
 from cdrhub.settings import Settings, load_settings
@@ -307,10 +308,7 @@ def app_from_env() -> FastAPI:
 
     DeclineH2CHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import sys
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from rich.table import Table
 
 from cdrhub import __version__, cdr
 from cdrhub.errors import SchemaOutdated
+from cdrhub.logs import configure as configure_logging
 from cdrhub.settings import Settings, load_settings, mask_secret, mask_url
 from cdrhub.store import Store, open_store
 from cdrhub.tokens import accepted_tokens, new_token, read_token_file, write_token_file
@@ -117,7 +117,7 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
 
     flags = {"host": host, "port": port, "workers": workers}
     settings = settings.model_copy(update={k: v for k, v in flags.items() if v is not None})
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     tokens, generated = accepted_tokens(settings, generate=True)
     _check_database(settings)
     _print_banner(settings, tokens, generated)
@@ -158,14 +158,6 @@ def _print_banner(settings: Settings, tokens: list[str], generated: bool) -> Non
     out.print(f"  token: [bold]{shown}[/]", highlight=False)
     if settings.host == "127.0.0.1":
         out.print("Listening on loopback only: use --host 0.0.0.0 so NXCC can reach it.")
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Alembic announces its context on every schema check (each /readyz): keep it quiet.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @main.command()

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -53,6 +55,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 #: Headers never copied into the quarantine: they carry secrets.
 _SECRET_HEADERS = frozenset({"token", "authorization", "cookie", "proxy-authorization"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_PREFIX = f"{os.getpid():x}"  # request ids are unique per process: <pid>-<counter>
+_REQUESTS = itertools.count(1)
 
 
 class TokenCheck:
@@ -110,16 +114,40 @@ class CallbackEndpoint:
             log.exception("push failed unexpectedly")
             status = 500
             body = {"error": "internal_error", "detail": "see the server log", "fields": []}
-        self._count(
-            body.get("result") or body.get("error") or "unknown", time.perf_counter() - started
-        )
+        request_id = f"{_PREFIX}-{next(_REQUESTS):x}"
+        elapsed = time.perf_counter() - started
+        result = body.get("result") or body.get("error") or "unknown"
+        call_id = body.get("callId")
+        level = logging.INFO if status == 200 else logging.WARNING
+        if log.isEnabledFor(level):  # one line per push; skip building it when not shown
+            log.log(
+                level,
+                "push %s %s%s (%.1f ms)",
+                status,
+                result,
+                f" call {call_id}" if call_id else "",
+                elapsed * 1e3,
+                extra={
+                    "request_id": request_id,
+                    "status": status,
+                    "result": result,
+                    "call_id": call_id,
+                    "client": self._guard.client(scope),
+                    "latency_ms": round(elapsed * 1e3, 2),
+                },
+            )
         payload = msgspec.json.encode(body)
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+        headers = [
+            *_JSON_HEADERS,
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
         if status in (408, 413):
             headers.append((b"connection", b"close"))  # the rest of the body is never read
         elif status == 405:
             headers.append((b"allow", b"POST"))
         headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+        self._count(result, elapsed)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -128,7 +156,7 @@ class CallbackEndpoint:
             raise MethodNotAllowed("push call logs with POST")
         address = self._guard.client(scope)
         if not self._guard.allowed(address):
-            log.warning("push refused from %s: address not in CDRHUB_ALLOWED_IPS", address)
+            log.debug("address %s not in CDRHUB_ALLOWED_IPS", address)
             raise ForbiddenAddress(f"{address} may not push here (CDRHUB_ALLOWED_IPS)")
         token = content_type = length = None
         for name, value in scope["headers"]:
@@ -141,9 +169,7 @@ class CallbackEndpoint:
         if not self._tokens(token):
             wait = self._guard.retry_after(address)
             self._guard.failed(address)
-            log.warning(
-                "push refused from %s: %s token", address, "no" if token is None else "invalid"
-            )
+            log.debug("%s token from %s", "no" if token is None else "invalid", address)
             if wait is not None:
                 raise TooManyAuthFailures(
                     f"too many wrong tokens from {address}; retry in {wait} s",
@@ -185,7 +211,6 @@ class CallbackEndpoint:
             error = StoreFailed("the call could not be stored; see the server log")
             await self._quarantine(scope, body, True, error)
             raise error from None
-        log.info("stored call %s: %s", record.call_id, outcome)
         return 200, {"ok": True, "callId": record.call_id, "result": outcome}
 
     async def _read(

@@ -12,7 +12,7 @@ import os
 import re
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         "before the push is answered 503 (NXCC retries).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text` for people, `json` for log pipelines: one object per line, push "
+        "lines with request_id, status, result, call_id, client and latency_ms.",
+    )
     spool: bool = Field(
         True,
         description="While the database cannot store a push, sync it to a local spool file "
