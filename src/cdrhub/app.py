@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from cdrhub import __version__
+from cdrhub import __version__, cdr
 from cdrhub.activity import Activity
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
 from cdrhub.guard import Guard, networks
@@ -170,7 +170,96 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     _install_error_handlers(app)
+    _document_push(app, settings.callback_paths)
     return app
+
+
+def _document_push(app: FastAPI, paths: list[str]) -> None:
+    """Describe the push endpoint in the OpenAPI schema (it is a plain ASGI app, not a route).
+
+    Integrators read it in /docs, and schemathesis tests the real server against it.
+    """
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = base()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["PushError"] = {
+            "type": "object",
+            "required": ["error", "detail", "fields"],
+            "properties": {
+                "error": {"type": "string"},
+                "detail": {"type": "string"},
+                "fields": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+        components["PushResult"] = {
+            "type": "object",
+            "required": ["ok", "callId", "result"],
+            "properties": {
+                "ok": {"type": "boolean"},
+                "callId": {"type": "string"},
+                "result": {
+                    "type": "string",
+                    "enum": ["created", "duplicate", "updated", "stale", "spooled"],
+                },
+            },
+        }
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/PushError"}}}
+        responses: dict[str, Any] = {
+            "200": {
+                "description": "Stored (committed and synced), or spooled while the database "
+                "is away.",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/PushResult"}}
+                },
+            }
+        }
+        for status, text in (
+            ("400", "Not JSON, or not one JSON object"),
+            ("401", "Missing or wrong `token` header"),
+            ("403", "Sender address not allowed"),
+            ("408", "Body did not arrive in time"),
+            ("413", "Body over the size limit"),
+            ("415", "Content-Type is not application/json"),
+            ("422", "A field cannot be its type; `fields` names each one"),
+            ("429", "Too many wrong tokens from this address"),
+            ("500", "A bug of ours; the body is quarantined"),
+            ("503", "Neither the database nor the spool can store it; retry"),
+        ):
+            responses[status] = {"description": text, "content": error}
+        fields = {f.name: {} for f in cdr.FIELDS}  # any JSON value: lenient on purpose
+        operation = {
+            "tags": ["push"],
+            "summary": "Receive one NXCC call log",
+            "description": "See docs/ingest.md. A 200 means committed and synced.",
+            "parameters": [
+                {"name": "token", "in": "header", "required": True, "schema": {"type": "string"}},
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["callId"],
+                            "properties": fields,
+                            "additionalProperties": True,
+                        }
+                    }
+                },
+            },
+            "responses": responses,
+        }
+        for path in paths:
+            op = dict(operation, operationId=f"push_{path.strip('/').replace('/', '_')}")
+            schema["paths"][path] = {"post": op}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _watch_silence(activity: Activity, minutes: float) -> None:
