@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from cdrhub import __version__
+from cdrhub.api import api_router
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated
 from cdrhub.ingest import CallbackEndpoint, TokenCheck
 from cdrhub.settings import Settings, load_settings
@@ -32,6 +33,11 @@ class Runtime:
 
     store: Store | None = None
     writer: BatchWriter | None = None
+
+    def require_store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("the app has not started (run it with its lifespan)")
+        return self.store
 
     def require_writer(self) -> BatchWriter:
         if self.writer is None:
@@ -109,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
+    app.include_router(api_router(settings, runtime.require_store))
     _install_error_handlers(app)
     return app
 
@@ -149,7 +156,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CdrhubError)
     async def _cdrhub_error(_: Request, error: CdrhubError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(
+            error.body(), status_code=error.status, headers=getattr(error, "headers", None)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -96,5 +96,34 @@ class MethodNotAllowed(CdrhubError):
     code = "method_not_allowed"
 
 
+class MissingApiKey(CdrhubError):
+    """A read endpoint was called without a valid API key (``Authorization: Bearer ...``)."""
+
+    status = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="cdrhub"'}
+
+
+class Forbidden(CdrhubError):
+    """The API key is valid but lacks the right this endpoint needs (a read-only key)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class InvalidParameter(CdrhubError):
+    """A query parameter is unknown or malformed: ``fields`` names it, its value and the form."""
+
+    status = 422
+    code = "invalid_parameters"
+
+
+class NotFound(CdrhubError):
+    """The thing asked for (a callId, a quarantine entry) does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
 class SchemaOutdated(Exception):
     """The database schema is not the one this version of cdrhub needs."""
