@@ -788,6 +788,7 @@ def simulate(
                         raise click.ClickException(f"{response.status_code}: {response.text}")
                     progress.advance(task)
         else:
+            _check_database(settings)
             store = _store(settings)
             try:
                 batch: list[Push] = []
