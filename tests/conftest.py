@@ -208,3 +208,25 @@ def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Server]]
     yield _serve
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def api_key(store: Store) -> str:
+    """A new API key with every right on the test database."""
+    from cdrhub.apikeys import create_key
+
+    return create_key(store, "tests")[1]
+
+
+Api = Callable[..., httpx.Response]
+
+
+@pytest.fixture
+def api(client: TestClient, api_key: str) -> Api:
+    """GET an /api path with the test API key; keyword arguments become query parameters."""
+
+    def _get(path: str, **params: Any) -> httpx.Response:
+        query = {k.rstrip("_"): v for k, v in params.items() if v is not None}
+        return client.get(path, params=query, headers={"Authorization": f"Bearer {api_key}"})
+
+    return _get

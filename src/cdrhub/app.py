@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from cdrhub import __version__, cdr
 from cdrhub.activity import Activity
+from cdrhub.api import api_router
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
 from cdrhub.guard import Guard, networks
 from cdrhub.ingest import CallbackEndpoint, TokenCheck
@@ -43,6 +44,11 @@ class Runtime:
     store: Store | None = None
     writer: BatchWriter | None = None
     spool: Spool | None = None
+
+    def require_store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("the app has not started (run it with its lifespan)")
+        return self.store
 
     def require_writer(self) -> BatchWriter:
         if self.writer is None:
@@ -169,6 +175,7 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=503 if status == "not_ready" else 200,
         )
 
+    app.include_router(api_router(settings, runtime.require_store))
     _install_error_handlers(app)
     _document_push(app, settings.callback_paths)
     return app
@@ -352,7 +359,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CdrhubError)
     async def _cdrhub_error(_: Request, error: CdrhubError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(
+            error.body(), status_code=error.status, headers=getattr(error, "headers", None)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

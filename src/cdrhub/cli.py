@@ -464,3 +464,388 @@ def config(settings: Settings) -> None:
     """
     for name, value in settings.masked().items():
         click.echo(f"{name} = {json.dumps(value, ensure_ascii=False)}")
+
+
+@main.group()
+def apikey() -> None:
+    """API keys for reading calls, statistics and exports over HTTP (not for pushing)."""
+
+
+@apikey.command("create")
+@click.argument("name")
+@click.option("--read-only", is_flag=True, help="Read calls, stats and exports; nothing more.")
+@settings_options
+def apikey_create(settings: Settings, name: str, read_only: bool) -> None:
+    """Create an API key and print it (the last line of output is the key, alone).
+
+    \b
+    Example:
+        KEY=$(cdrhub apikey create crm-sync --read-only | tail -n1)
+        curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/api/calls
+    The key is shown only now: cdrhub keeps its hash, not the key.
+    """
+    from cdrhub.apikeys import create_key
+
+    store = _store(settings)
+    try:
+        key, secret = create_key(store, name, read_only=read_only)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    kind = "read-only" if key.read_only else "read and write"
+    click.echo(f"API key #{key.id} {key.name!r} ({kind}) created; it is shown only once:")
+    click.echo(secret)
+
+
+@apikey.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@settings_options
+def apikey_list(settings: Settings, include_revoked: bool) -> None:
+    """List API keys (their first characters only; the keys themselves are not kept).
+
+    \b
+    Example:
+        cdrhub apikey list --all
+    """
+    from cdrhub.apikeys import list_keys
+
+    store = _store(settings)
+    try:
+        keys = list_keys(store, include_revoked=include_revoked)
+    finally:
+        store.close()
+    if not keys:
+        click.echo("No API keys. Create one with `cdrhub apikey create NAME`.")
+        return
+    table = Table("id", "name", "key starts", "rights", "created (UTC)", "revoked (UTC)")
+    for k in keys:
+        table.add_row(
+            str(k.id),
+            k.name,
+            k.prefix + "…",
+            "read" if k.read_only else "read, write",
+            k.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            k.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if k.revoked_at else "",
+        )
+    _console().print(table)
+
+
+@apikey.command("revoke")
+@click.argument("key")
+@settings_options
+def apikey_revoke(settings: Settings, key: str) -> None:
+    """Revoke an API key by id or name; requests with it get 401 from now on.
+
+    \b
+    Example:
+        cdrhub apikey revoke crm-sync
+    """
+    from cdrhub.apikeys import revoke_key
+
+    store = _store(settings)
+    try:
+        revoked = revoke_key(store, key)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"API key #{revoked.id} {revoked.name!r} revoked.")
+
+
+def filter_options(func: F) -> F:
+    """The /api/calls filters as options (``--from``, ``--agent``...), plus ``--tz``.
+
+    The command receives them as ``filters``, a dict keyed by the API's parameter names, and
+    parses them with the same ``query.parse_filters`` the API uses.
+    """
+    from cdrhub.query import FILTERS, TZ_PARAM
+
+    params = (*FILTERS, TZ_PARAM)
+    for param in reversed(params):
+        func = click.option(
+            f"--{param.name.replace('_', '-')}", f"filter_{param.name}", help=param.doc
+        )(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        kw["filters"] = {p.name: kw.pop(f"filter_{p.name}") for p in params}
+        return func(*args, **kw)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _selection(settings: Settings, filters: dict[str, str | None]) -> tuple[Any, Any]:
+    """(CallFilter, ZoneInfo) from the filter options, or a one-line error naming the option."""
+    from cdrhub import query
+    from cdrhub.errors import InvalidParameter
+
+    try:
+        tz = query.zone(filters.get("tz") or settings.timezone)
+        return query.parse_filters(filters, tz), tz
+    except InvalidParameter as error:
+        raise _option_error(error) from None
+
+
+def _option_error(error: Any) -> click.ClickException:
+    problems = "; ".join(
+        f"--{p.field.replace('_', '-')} {p.value!r}: expected {p.expected}" for p in error.fields
+    )
+    return click.ClickException(f"{error.detail} ({problems})" if problems else error.detail)
+
+
+@main.command()
+@filter_options
+@click.option(
+    "--group-by",
+    default="none",
+    show_default=True,
+    help="none, or a comma-separated list such as day,agent (hour|day|week|month, direction, "
+    "agent, task_id, intent, hangup_by, hangup_reason).",
+)
+@click.option("--sl-seconds", type=float, help="Service level threshold (default: settings).")
+@click.option(
+    "--short-abandon-seconds", type=float, help="Short-abandon threshold (default: settings)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@settings_options
+def stats(
+    settings: Settings,
+    filters: dict[str, str | None],
+    group_by: str,
+    sl_seconds: float | None,
+    short_abandon_seconds: float | None,
+    fmt: str,
+) -> None:
+    """Call-center metrics (docs/metrics.md), the same numbers as GET /api/stats.
+
+    \b
+    Examples:
+        cdrhub stats --from 2026-11-01 --to 2026-12-01 --group-by day
+        cdrhub stats --from 2026-11-24 --group-by agent --direction inbound --format csv
+    Times without an offset are in --tz (default: CDRHUB_TIMEZONE).
+    """
+    from cdrhub import stats as stats_module
+    from cdrhub.errors import InvalidParameter
+
+    where, tz = _selection(settings, filters)
+    try:
+        names = stats_module.parse_group_by(group_by)
+    except InvalidParameter as error:
+        raise _option_error(error) from None
+    for name, value in (
+        ("sl-seconds", sl_seconds),
+        ("short-abandon-seconds", short_abandon_seconds),
+    ):
+        if value is not None and value < 0:
+            raise click.BadParameter("must be 0 or more", param_hint=f"--{name}")
+    store = _store(settings)
+    try:
+        groups = stats_module.compute(
+            store,
+            where,
+            group_by=names,
+            tz=tz,
+            sl_seconds=settings.service_level_seconds if sl_seconds is None else sl_seconds,
+            short_abandon_seconds=settings.short_abandon_seconds
+            if short_abandon_seconds is None
+            else short_abandon_seconds,
+        )
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps({"groups": groups}, ensure_ascii=False, indent=2))
+        return
+    header = [*names, *stats_module.METRICS]
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        for g in groups:
+            writer.writerow(
+                ["" if v is None else v for v in (*g["key"].values(), *_metric_values(g))]
+            )
+        return
+    table = Table(*[h.replace("_", " ") for h in header])
+    for g in groups:
+        table.add_row(
+            *["" if v is None else str(v) for v in g["key"].values()],
+            *[_show(v) for v in _metric_values(g)],
+        )
+    _console().print(table)
+
+
+def _metric_values(group: dict[str, Any]) -> list[Any]:
+    from cdrhub.stats import METRICS
+
+    return [group[m] for m in METRICS]
+
+
+def _show(value: Any) -> str:
+    """Table cells: null as a dash, floats to three decimals."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+@main.command(name="export")
+@filter_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    help="Default: from the --output file's extension, else csv.",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write ('-' for standard output).",
+)
+@click.option("--no-bom", is_flag=True, help="CSV without the UTF-8 BOM (Excel needs it).")
+@settings_options
+def export_command(
+    settings: Settings,
+    filters: dict[str, str | None],
+    fmt: str | None,
+    output: Path,
+    no_bom: bool,
+) -> None:
+    """Write every matching call to a file, streamed, with a progress bar.
+
+    \b
+    Examples:
+        cdrhub export --from 2026-11-01 --to 2026-12-01 --output november.csv
+        cdrhub export --direction AICC --task-id 1688363452814331904 -o task.parquet
+    CSV is UTF-8 with a BOM, and cells starting with = + - @ get a leading ' (no formulas).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from cdrhub import export, query
+    from cdrhub.errors import InvalidParameter
+
+    where, tz = _selection(settings, filters)
+    chosen = fmt or (output.suffix.lstrip(".").lower() if output.suffix else "csv")
+    try:
+        file_format = export.parse_format(chosen)
+    except InvalidParameter as error:
+        raise click.ClickException(error.detail) from None
+    store = _store(settings)
+    to_stdout = str(output) == "-"
+    try:
+        total = query.count_calls(store, where)
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=to_stdout,
+        )
+        with progress:
+            task = progress.add_task(f"Exporting to {output}", total=total)
+            chunks = export.export(
+                query.iter_calls(store, where),
+                file_format,
+                tz,
+                bom=not no_bom,
+                progress=lambda n: progress.advance(task, n),
+            )
+            target = sys.stdout.buffer if to_stdout else output.open("wb")
+            try:
+                for chunk in chunks:
+                    target.write(chunk)
+            finally:
+                if not to_stdout:
+                    target.close()
+    finally:
+        store.close()
+    if not to_stdout:
+        click.echo(f"{total} calls written to {output} ({file_format}).", err=True)
+
+
+@main.command()
+@click.option("--count", default=1000, show_default=True, help="How many calls.")
+@click.option("--seed", default=1, show_default=True, help="Same seed, same calls.")
+@click.option("--days", default=30, show_default=True, help="Spread over this many days.")
+@click.option("--end", help="Last day (ISO date, default today) in the configured zone.")
+@click.option("--url", help="Push to this callback URL instead of writing to the database.")
+@click.option("--token", help="Token for --url (default: the first configured token).")
+@click.option("--rate", type=float, default=10.0, show_default=True, help="Pushes/s with --url.")
+@settings_options
+def simulate(
+    settings: Settings,
+    count: int,
+    seed: int,
+    days: int,
+    end: str | None,
+    url: str | None,
+    token: str | None,
+    rate: float,
+) -> None:
+    """Generate realistic NXCC traffic: straight into the database, or pushed to a URL.
+
+    \b
+    Examples:
+        cdrhub simulate --count 1000000              # fast: batched database writes
+        cdrhub simulate --count 600 --url http://127.0.0.1:8080/cc/callback --rate 20
+    """
+    import time
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from rich.progress import Progress
+
+    from cdrhub import simulate as sim
+    from cdrhub.store import Push
+
+    tz = ZoneInfo(settings.timezone)
+    last = datetime.fromisoformat(end).date() if end else datetime.now(tz).date()
+    until = datetime(last.year, last.month, last.day, tzinfo=tz) + timedelta(days=1)
+    bodies = sim.calls(count, seed=seed, end=until, days=days, tz=tz)
+    with Progress(console=Console(stderr=True)) as progress:
+        task = progress.add_task("Simulating", total=count)
+        if url:
+            if token is None:
+                tokens, _ = accepted_tokens(settings)
+                if not tokens:
+                    raise click.ClickException("no token to send: pass --token")
+                token = tokens[0]
+            with httpx.Client(timeout=30) as http:
+                started = time.monotonic()
+                for i, body in enumerate(bodies):
+                    delay = started + i / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    response = http.post(url, json=body, headers={"token": token})
+                    if response.status_code != 200:
+                        raise click.ClickException(f"{response.status_code}: {response.text}")
+                    progress.advance(task)
+        else:
+            _check_database(settings)
+            store = _store(settings)
+            try:
+                batch: list[Push] = []
+                for body in bodies:
+                    raw = json.dumps(body, ensure_ascii=False).encode()
+                    batch.append(Push(cdr.parse(raw), raw, source="import"))
+                    if len(batch) == 5000:
+                        store.write(batch)
+                        progress.advance(task, len(batch))
+                        batch = []
+                if batch:
+                    store.write(batch)
+                    progress.advance(task, len(batch))
+            finally:
+                store.close()
+    click.echo(f"{count} simulated calls {'pushed' if url else 'written'} (seed {seed}).", err=True)

@@ -7,7 +7,7 @@ ever includes a token or a traceback.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -25,6 +25,7 @@ class CdrhubError(Exception):
 
     status = 500
     code = "internal_error"
+    default_headers: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -35,7 +36,7 @@ class CdrhubError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.fields = fields or []
-        self.headers = headers or {}
+        self.headers = {**self.default_headers, **(headers or {})}
 
     def body(self) -> dict[str, Any]:
         """The JSON error body."""
@@ -121,6 +122,35 @@ class MethodNotAllowed(CdrhubError):
 
     status = 405
     code = "method_not_allowed"
+
+
+class MissingApiKey(CdrhubError):
+    """A read endpoint was called without a valid API key (``Authorization: Bearer ...``)."""
+
+    status = 401
+    code = "unauthorized"
+    default_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="cdrhub"'}
+
+
+class Forbidden(CdrhubError):
+    """The API key is valid but lacks the right this endpoint needs (a read-only key)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class InvalidParameter(CdrhubError):
+    """A query parameter is unknown or malformed: ``fields`` names it, its value and the form."""
+
+    status = 422
+    code = "invalid_parameters"
+
+
+class NotFound(CdrhubError):
+    """The thing asked for (a callId, a quarantine entry) does not exist."""
+
+    status = 404
+    code = "not_found"
 
 
 class SchemaOutdated(Exception):

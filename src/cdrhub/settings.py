@@ -102,6 +102,19 @@ class Settings(BaseSettings):
         description="IANA time zone of the call center (for example `Asia/Shanghai`): day and "
         "hour buckets and displayed times follow it.",
     )
+    service_level_seconds: float = Field(
+        20,
+        ge=0,
+        description="Service level threshold: a queued call answered within this many seconds "
+        "counts towards `service_level` (the 20 of an 80/20 target). Per request: `sl_seconds`.",
+    )
+    short_abandon_seconds: float = Field(
+        5,
+        ge=0,
+        description="Abandoned calls that waited less than this many seconds are short "
+        "abandons, left out of `abandon_rate` and `service_level`. Per request: "
+        "`short_abandon_seconds`.",
+    )
     batch_max: int = Field(
         512, ge=1, description="Most pushes stored by one database commit (group commit)."
     )

@@ -151,3 +151,17 @@ quarantine = Table(
     Column("replay_result", Text),
     Index(None, "received_at"),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    # sha256 of the key: the key itself is shown once, at creation, and never stored.
+    Column("key_hash", String(64), nullable=False),
+    Column("key_prefix", String(16), nullable=False),
+    Column("read_only", Boolean, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+    UniqueConstraint("key_hash"),
+)
