@@ -132,6 +132,29 @@ def test_jdk_http_client_with_default_settings(
     assert row is not None and row["intent"] == "转人工-成功"
 
 
+def _push_on(connection: http.client.HTTPConnection, call_id: str) -> int:
+    """POST the vendor example as ``call_id`` on a kept-alive connection; the status."""
+    body = json.dumps({**VENDOR_EXAMPLE, "callId": call_id})
+    connection.request(
+        "POST",
+        "/cc/callback",
+        body=body,
+        headers={"token": TOKEN, "Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def _in_threads(target: Callable[[int], None], count: int) -> None:
+    """Run ``target(0..count-1)`` concurrently and wait for all of them."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_several_receivers_on_one_database_never_duplicate(
     serve: Callable[..., Server], store: Store
 ) -> None:
@@ -148,27 +171,14 @@ def test_several_receivers_on_one_database_never_duplicate(
         order = call_ids * 2
         rng.shuffle(order)
         for call_id in order:
-            connection = rng.choice(connections)
-            body = json.dumps({**VENDOR_EXAMPLE, "callId": call_id})
-            connection.request(
-                "POST",
-                "/cc/callback",
-                body=body,
-                headers={"token": TOKEN, "Content-Type": "application/json"},
-            )
-            response = connection.getresponse()
-            response.read()
+            status = _push_on(rng.choice(connections), call_id)
             with lock:
-                statuses[response.status] += 1
+                statuses[status] += 1
                 sent[call_id] += 1
         for connection in connections:
             connection.close()
 
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(sender, 6)
     assert statuses == Counter({200: 480})
     assert store.count_calls() == 40
     for call_id in call_ids:
@@ -190,24 +200,12 @@ def test_several_workers_share_one_database_without_errors(
     def sender(seed: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         for i in range(40):
-            body = json.dumps({**VENDOR_EXAMPLE, "callId": f"w-{(i * 7 + seed) % 40}"})
-            connection.request(
-                "POST",
-                "/cc/callback",
-                body=body,
-                headers={"token": TOKEN, "Content-Type": "application/json"},
-            )
-            response = connection.getresponse()
-            response.read()
+            status = _push_on(connection, f"w-{(i * 7 + seed) % 40}")
             with lock:
-                statuses[response.status] += 1
+                statuses[status] += 1
         connection.close()
 
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(sender, 8)
     assert statuses == Counter({200: 320})
     assert store.count_calls() == 40
     total = sum(store.get_call(f"w-{i}")["delivery_count"] for i in range(40))  # type: ignore[index]

@@ -301,15 +301,7 @@ def compute(
             totals = groups.get(key)
             if totals is None:
                 totals = groups[key] = _Totals()
-            facts = call_facts(
-                row["answered"],
-                row["in_queue_time_ms"],
-                row["out_queue_time_ms"],
-                row["answer_time_ms"],
-                row["end_time_ms"],
-                row["queue_duration"],
-                short_abandon_seconds,
-            )
+            facts = row_facts(row, short_abandon_seconds)
             totals.add(facts, row["ring_duration"], row["total_customer_price"], sl_seconds)
     ordered = sorted(groups.items(), key=lambda item: [(v is None, v) for v in item[0]])
     return [
@@ -317,11 +309,9 @@ def compute(
     ]
 
 
-def derived_fields(row: Mapping[str, Any], short_abandon_seconds: float) -> dict[str, Any]:
-    """A call's facts as the call detail shows them (plus readable direction and hangup side)."""
-    from cdrhub.cdr import DIRECTIONS, HANGUP_BY
-
-    facts = call_facts(
+def row_facts(row: Mapping[str, Any], short_abandon_seconds: float) -> Facts:
+    """:func:`call_facts` of a stored ``calls`` row (what stats and the call detail share)."""
+    return call_facts(
         row["answered"],
         row["in_queue_time_ms"],
         row["out_queue_time_ms"],
@@ -330,6 +320,13 @@ def derived_fields(row: Mapping[str, Any], short_abandon_seconds: float) -> dict
         row["queue_duration"],
         short_abandon_seconds,
     )
+
+
+def derived_fields(row: Mapping[str, Any], short_abandon_seconds: float) -> dict[str, Any]:
+    """A call's facts as the call detail shows them (plus readable direction and hangup side)."""
+    from cdrhub.cdr import DIRECTIONS, HANGUP_BY
+
+    facts = row_facts(row, short_abandon_seconds)
     return {
         **facts._asdict(),
         "ring_seconds": row["ring_duration"],
