@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 
 from cdrhub.store import Store
+from cdrhub.store.batch import hour_of
 from cdrhub.store.schema import calls, quarantine, raw_pushes
 
 _CHUNK = 5000  # rows per transaction, so pushes never wait long behind a prune
@@ -54,12 +55,16 @@ def prune(store: Store, older_than: timedelta, *, dry_run: bool = False) -> dict
             )
         return counts
     while True:
-        with store.write_engine.begin() as conn:
-            batch = [
-                r[0] for r in conn.execute(select(calls.c.call_id).where(old_call).limit(_CHUNK))
-            ]
-            if not batch:
+        with store.writing() as conn:
+            found = conn.execute(
+                select(calls.c.call_id, calls.c.start_time_ms).where(old_call).limit(_CHUNK)
+            ).all()
+            if not found:
                 break
+            batch = [r[0] for r in found]
+            # The statistics of those hours change: their snapshots must be rebuilt.
+            hours = sorted({hour_of(r[1]) for r in found})
+            conn.exec_driver_sql(store.statements.touch_hours, [(h,) for h in hours])
             counts["raw_versions"] += conn.execute(
                 delete(raw_pushes).where(raw_pushes.c.call_id.in_(batch))
             ).rowcount

@@ -1,24 +1,27 @@
 """Call-center statistics: each metric of docs/metrics.md, computed one way everywhere.
 
 The per-call facts (wait, speed of answer, talk, abandoned...) are derived by
-:func:`call_facts`, which the call detail endpoint shows too, so a number in a report can be
-traced to the calls behind it. Aggregation runs in Python over the selected rows, streamed:
-time buckets come from the epoch milliseconds through ``zoneinfo``, so day and hour
-boundaries are the call center's, DST included, identically on SQLite and PostgreSQL, and
-percentiles are exact (``percentile_cont``'s linear interpolation).
+:func:`call_facts` for one call (the call detail shows them) and by ``columns.from_rows`` for
+many, under the same rules, so a number in a report can be traced to the calls behind it.
+Aggregation is vectorised over those columns, read from the hourly snapshots that
+``rollup`` keeps in step with every write (or, for a filter they cannot answer, from a scan):
+time buckets come from the epoch milliseconds through ``zoneinfo``, so day and hour boundaries
+are the call center's, DST included, identically on SQLite and PostgreSQL; sums are exact
+integers of ms and micro-units; percentiles are exact (``percentile_cont``'s interpolation).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy import select
 
+from cdrhub import columns, rollup
+from cdrhub.columns import NULL, Facts
 from cdrhub.errors import FieldProblem, InvalidParameter
 from cdrhub.query import CallFilter
 from cdrhub.store import Store
@@ -63,7 +66,7 @@ _ALIASES = {
 }
 
 
-class Facts(NamedTuple):
+class CallFacts(NamedTuple):
     """What one call contributes; ``None`` where the data does not say."""
 
     answered: bool
@@ -83,7 +86,7 @@ def call_facts(
     end_ms: int | None,
     queue_duration: int | None,
     short_abandon_seconds: float,
-) -> Facts:
+) -> CallFacts:
     """Derive a call's facts from its fields, exactly as docs/metrics.md defines them."""
     is_answered = answered is True
     queued = in_queue_ms is not None
@@ -101,85 +104,36 @@ def call_facts(
     abandoned = queued and not is_answered
     short = abandoned and wait is not None and wait < short_abandon_seconds
     talk = (end_ms - answer_ms) / 1000 if is_answered and None not in (answer_ms, end_ms) else None  # type: ignore[operator]
-    return Facts(is_answered, queued, wait, abandoned, short, soa, talk)
+    return CallFacts(is_answered, queued, wait, abandoned, short, soa, talk)
 
 
-def percentile(values: list[float], fraction: float) -> float | None:
+def percentile(values: Sequence[float], fraction: float) -> float | None:
     """Linear interpolation between closest ranks, as PostgreSQL's ``percentile_cont``."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    found = _percentiles(np.zeros(len(values), np.int64), np.asarray(values, float), 1, fraction)
+    return found[0]
 
 
-@dataclass
-class _Totals:
-    calls: int = 0
-    answered: int = 0
-    queued: int = 0
-    abandoned: int = 0
-    short_abandoned: int = 0
-    within_sl: int = 0
-    soa: list[float] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
-    talks: list[float] = field(default_factory=list)
-    ring_sum: int = 0
-    ring_count: int = 0
-    costs: list[float] = field(default_factory=list)
-
-    def add(self, facts: Facts, ring: int | None, cost: float | None, sl_seconds: float) -> None:
-        self.calls += 1
-        self.answered += facts.answered
-        self.queued += facts.queued
-        self.abandoned += facts.abandoned
-        self.short_abandoned += facts.short_abandoned
-        if facts.wait_seconds is not None:
-            self.waits.append(facts.wait_seconds)
-        if facts.speed_of_answer_seconds is not None:
-            self.soa.append(facts.speed_of_answer_seconds)
-            self.within_sl += facts.speed_of_answer_seconds <= sl_seconds
-        if facts.talk_seconds is not None:
-            self.talks.append(facts.talk_seconds)
-        if ring is not None:
-            self.ring_sum += ring
-            self.ring_count += 1
-        if cost is not None:
-            self.costs.append(cost)
-
-    def metrics(self) -> dict[str, Any]:
-        eligible = self.queued - self.short_abandoned
-        talk = math.fsum(self.talks)
-        cost = math.fsum(self.costs)
-        return {
-            "calls": self.calls,
-            "answered": self.answered,
-            "queued": self.queued,
-            "abandoned": self.abandoned,
-            "short_abandoned": self.short_abandoned,
-            "answer_rate": _ratio(self.answered, self.calls),
-            "abandon_rate": _ratio(self.abandoned - self.short_abandoned, eligible),
-            "service_level": _ratio(self.within_sl, eligible),
-            "asa_seconds": _mean(self.soa),
-            "avg_wait_seconds": _mean(self.waits),
-            "p90_wait_seconds": percentile(self.waits, 0.9),
-            "talk_seconds": talk,
-            "avg_talk_seconds": _mean(self.talks),
-            "p90_talk_seconds": percentile(self.talks, 0.9),
-            "avg_ring_seconds": _ratio(self.ring_sum, self.ring_count),
-            "cost_total": cost,
-            "cost_per_answered_minute": _ratio(cost, talk / 60),
-        }
+def _percentiles(
+    group: np.ndarray, values: np.ndarray, groups: int, fraction: float
+) -> list[float | None]:
+    """:func:`percentile` of ``values`` within each of ``groups`` groups, in one sort."""
+    if not len(values):
+        return [None] * groups
+    ordered = values[np.lexsort((values, group))]
+    counts = np.bincount(group, minlength=groups)
+    starts = np.cumsum(counts) - counts
+    position = fraction * np.maximum(counts - 1, 0)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, np.maximum(counts - 1, 0))
+    last = len(ordered) - 1
+    below = ordered[np.minimum(starts + low, last)]
+    above = ordered[np.minimum(starts + high, last)]
+    result = below + (above - below) * (position - low)
+    return [float(r) if c else None for r, c in zip(result.tolist(), counts.tolist(), strict=True)]
 
 
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
-
-
-def _mean(values: list[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
 
 
 # -- grouping -----------------------------------------------------------------------------------
@@ -252,17 +206,16 @@ def _offset(moment: datetime) -> str:
 
 # -- the query ------------------------------------------------------------------------------------
 
-_FACT_COLUMNS = (
-    calls.c.answered,
-    calls.c.in_queue_time_ms,
-    calls.c.out_queue_time_ms,
-    calls.c.answer_time_ms,
-    calls.c.end_time_ms,
-    calls.c.queue_duration,
-    calls.c.ring_duration,
-    calls.c.total_customer_price,
-    calls.c.start_time_ms,
-)
+#: Filters the hourly snapshots do not carry (phone numbers, order ids): answered by a scan.
+_SCAN_ONLY = frozenset({"caller", "caller_prefix", "callee", "callee_prefix", "order_id"})
+#: Text filters and groups, by the name of their column in :mod:`cdrhub.columns`.
+_TEXT = {
+    "agent": "agent",
+    "task_id": "task_id",
+    "intent": "intent",
+    "hangup_reason": "hangup_reason",
+    "call_status": "call_status",
+}
 
 
 def compute(
@@ -279,37 +232,227 @@ def compute(
     Without grouping there is exactly one group, ``key`` ``{}``, even over no calls (its counts
     are 0 and its ratios and means null). With grouping, only groups that have calls appear.
     """
-    names = tuple(group_by)
-    extractors: list[Callable[[Mapping[str, Any]], Any]] = []
-    columns = list(_FACT_COLUMNS)
+    return aggregate(
+        select_facts(store, where),
+        tuple(group_by),
+        tz=tz,
+        sl_seconds=sl_seconds,
+        short_abandon_seconds=short_abandon_seconds,
+    )
+
+
+def select_facts(store: Store, where: CallFilter) -> Facts:
+    """The facts of the calls ``where`` selects: from the hourly snapshots when they can say."""
+    if _SCAN_ONLY & set(where.values):
+        with store.read_engine.connect() as conn:
+            rows = conn.execute(select(*columns.SOURCE).where(*where.conditions())).all()
+        return columns.from_rows(rows)
+    start, end = _ms(where.start), _ms(where.end)
+    facts = rollup.load(store, start, end)
+    a = facts.arrays
+    keep = np.ones(len(facts), bool)
+    if start is not None:
+        keep &= (a["start_ms"] != NULL) & (a["start_ms"] >= start)
+    if end is not None:
+        keep &= (a["start_ms"] != NULL) & (a["start_ms"] < end)
+    for name, value in where.values.items():
+        if name in ("answered", "has_recording"):
+            keep &= a[name] == int(bool(value))
+        elif name in _TEXT:
+            column = _TEXT[name]
+            words = facts.words[column]
+            code = words.index(value) if value in words else -1
+            keep &= a[column] == code
+        else:  # direction, hangup_by
+            keep &= a[name] == value
+    if keep.all():
+        return facts
+    return Facts({name: array[keep] for name, array in a.items()}, facts.words)
+
+
+def _ms(moment: datetime | None) -> int | None:
+    """A bound in epoch ms, rounded up: ``start_ms >= bound`` then equals SQL's comparison."""
+    if moment is None:
+        return None
+    micro = (moment - _EPOCH) // timedelta(microseconds=1)
+    return -(-micro // 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def aggregate(
+    facts: Facts,
+    names: tuple[str, ...],
+    *,
+    tz: ZoneInfo,
+    sl_seconds: float,
+    short_abandon_seconds: float,
+) -> list[dict[str, Any]]:
+    """Every metric of docs/metrics.md for each group of ``facts``, vectorised."""
+    a = facts.arrays
+    group, labels = _groups(facts, names, tz)
+    if names:
+        group, found = _compact(group, len(labels))
+        keys = [labels[i] for i in found]
+    else:
+        keys = [()]
+    n = len(keys)
+
+    def count(mask: np.ndarray) -> list[int]:
+        return np.bincount(group[mask], minlength=n).tolist()
+
+    def total(values: np.ndarray, mask: np.ndarray) -> list[float]:
+        return np.bincount(group[mask], weights=values[mask], minlength=n).tolist()
+
+    answered = a["answered"] == 1
+    queued = a["queued"] == 1
+    abandoned = queued & ~answered
+    has_wait, has_soa = a["wait_ms"] != NULL, a["soa_ms"] != NULL
+    has_talk, has_ring = a["talk_ms"] != NULL, a["ring"] != NULL
+    has_cost = a["cost_micro"] != NULL
+    wait_s, soa_s, talk_s = a["wait_ms"] / 1000, a["soa_ms"] / 1000, a["talk_ms"] / 1000
+    short = abandoned & has_wait & (wait_s < short_abandon_seconds)
+    within = has_soa & (soa_s <= sl_seconds)
+    sums = {
+        "calls": count(np.ones(len(group), bool)),
+        "answered": count(answered),
+        "queued": count(queued),
+        "abandoned": count(abandoned),
+        "short_abandoned": count(short),
+        "within": count(within),
+        "waits": count(has_wait),
+        "wait_sum": total(a["wait_ms"], has_wait),
+        "soas": count(has_soa),
+        "soa_sum": total(a["soa_ms"], has_soa),
+        "talks": count(has_talk),
+        "talk_sum": total(a["talk_ms"], has_talk),
+        "rings": count(has_ring),
+        "ring_sum": total(a["ring"], has_ring),
+        "cost_sum": total(a["cost_micro"], has_cost),
+        "p90_wait": _percentiles(group[has_wait], wait_s[has_wait], n, 0.9),
+        "p90_talk": _percentiles(group[has_talk], talk_s[has_talk], n, 0.9),
+    }
+    result = []
+    for i, key in enumerate(keys):
+        c = {name: values[i] for name, values in sums.items()}
+        if names and not c["calls"]:
+            continue
+        result.append({"key": dict(zip(names, key, strict=True)), **_metrics(c)})
+    result.sort(key=lambda g: [(v is None, v) for v in g["key"].values()])
+    return result
+
+
+def _metrics(c: dict[str, Any]) -> dict[str, Any]:
+    """One group's metrics from its counts and sums (times in ms, money in micro-units)."""
+    eligible = c["queued"] - c["short_abandoned"]
+    talk = c["talk_sum"] / 1000
+    cost = c["cost_sum"] / 1_000_000
+    return {
+        "calls": c["calls"],
+        "answered": c["answered"],
+        "queued": c["queued"],
+        "abandoned": c["abandoned"],
+        "short_abandoned": c["short_abandoned"],
+        "answer_rate": _ratio(c["answered"], c["calls"]),
+        "abandon_rate": _ratio(c["abandoned"] - c["short_abandoned"], eligible),
+        "service_level": _ratio(c["within"], eligible),
+        "asa_seconds": _ratio(c["soa_sum"] / 1000, c["soas"]),
+        "avg_wait_seconds": _ratio(c["wait_sum"] / 1000, c["waits"]),
+        "p90_wait_seconds": c["p90_wait"],
+        "talk_seconds": talk,
+        "avg_talk_seconds": _ratio(talk, c["talks"]),
+        "p90_talk_seconds": c["p90_talk"],
+        "avg_ring_seconds": _ratio(c["ring_sum"], c["rings"]),
+        "cost_total": cost,
+        "cost_per_answered_minute": _ratio(cost, talk / 60),
+    }
+
+
+def _groups(
+    facts: Facts, names: tuple[str, ...], tz: ZoneInfo
+) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+    """Each call's group number and each number's key (every combination, used or not)."""
+    group = np.zeros(len(facts), np.int64)
+    labels: list[tuple[Any, ...]] = [()]
     for name in names:
+        words: list[Any]
         if name in TIME_GROUPS:
-            bucket = bucketer(name, tz)
-            extractors.append(lambda row, b=bucket: b(row["start_time_ms"]))
+            codes, words = _time_codes(facts.arrays["start_ms"], name, tz)
+        elif name in ("direction", "hangup_by"):
+            codes, words = _small_codes(facts.arrays[name])
         else:
-            column = FIELD_GROUPS[name]
-            columns.append(column)
-            extractors.append(lambda row, c=column.name: row[c])
-    groups: dict[tuple[Any, ...], _Totals] = {}
-    if not names:
-        groups[()] = _Totals()
-    query = select(*columns).where(*where.conditions())
-    with store.read_engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
-        for row in result.mappings():
-            key = tuple(extract(row) for extract in extractors)
-            totals = groups.get(key)
-            if totals is None:
-                totals = groups[key] = _Totals()
-            facts = row_facts(row, short_abandon_seconds)
-            totals.add(facts, row["ring_duration"], row["total_customer_price"], sl_seconds)
-    ordered = sorted(groups.items(), key=lambda item: [(v is None, v) for v in item[0]])
-    return [
-        {"key": dict(zip(names, key, strict=True)), **totals.metrics()} for key, totals in ordered
-    ]
+            column = _TEXT.get(name, name)
+            codes, words = facts.arrays[column].astype(np.int64), facts.words[column]
+        group = group * len(words) + codes
+        labels = [(*key, word) for key in labels for word in words]
+    return group, labels
 
 
-def row_facts(row: Mapping[str, Any], short_abandon_seconds: float) -> Facts:
+def _compact(group: np.ndarray, size: int) -> tuple[np.ndarray, list[int]]:
+    """Renumber groups to the ones that occur (a day x agent x intent grid is mostly empty)."""
+    if size <= 1 << 22:
+        used = np.flatnonzero(np.bincount(group, minlength=size))
+        renumber = np.zeros(size, np.int64)
+        renumber[used] = np.arange(len(used))
+        return renumber[group], used.tolist()
+    used, inverse = np.unique(group, return_inverse=True)
+    return inverse.astype(np.int64), used.tolist()
+
+
+def _small_codes(values: np.ndarray) -> tuple[np.ndarray, list[int | None]]:
+    """Small integer attributes (-1: missing) as group codes."""
+    shifted = values.astype(np.int64) + 1
+    top = int(shifted.max()) if len(shifted) else 0
+    return shifted, [None, *range(top)]
+
+
+_QUARTER_MS = 900_000
+
+
+def _time_codes(
+    start_ms: np.ndarray, unit: str, tz: ZoneInfo
+) -> tuple[np.ndarray, list[str | None]]:
+    """Each call's local time bucket (code 0: no start time), DST-correct.
+
+    Every zone in use today is offset from UTC by a multiple of 15 minutes, so every local
+    hour, day, week and month begins on a UTC quarter hour: buckets are labelled once per
+    quarter hour, not per call. A quarter hour that holds a change of offset, or a zone whose
+    offset is not a multiple of 15 minutes, is labelled per minute instead.
+    """
+    has = start_ms != NULL
+    codes = np.zeros(len(start_ms), np.int64)
+    if not has.any():
+        return codes, [None]
+    quarter = start_ms[has] // _QUARTER_MS
+    low, high = int(quarter.min()), int(quarter.max())
+    if high - low < 400_000:
+        quarters = np.arange(low, high + 1)
+        position = quarter - low
+    else:
+        quarters, position = np.unique(quarter, return_inverse=True)
+    label = bucketer(unit, tz)
+    per_quarter: list[str] = []
+    irregular: list[int] = []
+    step = timedelta(milliseconds=_QUARTER_MS - 1)
+    for i, q in enumerate(quarters.tolist()):
+        begin = _EPOCH + timedelta(milliseconds=q * _QUARTER_MS)
+        offset = begin.astimezone(tz).utcoffset() or timedelta(0)
+        if offset % timedelta(minutes=15) or (begin + step).astimezone(tz).utcoffset() != offset:
+            irregular.append(i)
+        per_quarter.append(label(q * _QUARTER_MS) or "")
+    order: dict[str, int] = {}
+    quarter_codes = np.array([order.setdefault(w, len(order) + 1) for w in per_quarter])
+    row_codes = quarter_codes[position]
+    if irregular:
+        odd = np.isin(position, irregular)
+        minutes = start_ms[has][odd].tolist()
+        row_codes[odd] = [order.setdefault(label(ms) or "", len(order) + 1) for ms in minutes]
+    codes[has] = row_codes
+    return codes, [None, *order]
+
+
+def row_facts(row: Mapping[str, Any], short_abandon_seconds: float) -> CallFacts:
     """:func:`call_facts` of a stored ``calls`` row (what stats and the call detail share)."""
     return call_facts(
         row["answered"],

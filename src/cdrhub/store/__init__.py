@@ -8,13 +8,14 @@ its result back knows its push is committed and synced.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, Literal
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cdrhub.cdr import CallRecord
@@ -96,6 +97,11 @@ class Store:
         )
 
     @property
+    def statements(self) -> batch.Statements:
+        """The driver-level SQL of this database (the hot writes and the hour counters)."""
+        return self._statements
+
+    @property
     def kind(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.write_engine.dialect.name
@@ -154,6 +160,12 @@ class Store:
                     continue
                 raise StoreUnavailable(_why(exc)) from exc
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction outside the push path, queued with the batch writer."""
+        with self._writer_lock, self.write_engine.begin() as conn:
+            yield conn
 
     def save(self, push: Push) -> Outcome:
         """Store one push (the CLI's import and replay path)."""

@@ -69,6 +69,10 @@ class Statements:
             f"UPDATE raw_pushes SET delivery_count = delivery_count + {m} "
             f"WHERE call_id = {m} AND content_hash = {m}"
         )
+        self.touch_hours = (
+            f"INSERT INTO stat_hours (slot, changes) VALUES ({m}, 1) "
+            "ON CONFLICT (slot) DO UPDATE SET changes = stat_hours.changes + 1"
+        )
         self.time_from_ms = time_from_ms
         self.call_row = itemgetter(*[source(c) for c in self.call_columns])
         self.raw_row = itemgetter(*[source(c) for c in self.raw_columns])
@@ -79,13 +83,21 @@ class Statements:
         return query.replace("()", "(" + ", ".join([self.mark] * count) + ")")
 
 
-_CURRENT = "SELECT call_id, content_hash FROM calls WHERE call_id IN ()"
+_CURRENT = "SELECT call_id, content_hash, start_time_ms FROM calls WHERE call_id IN ()"
 _VERSIONS = "SELECT call_id, content_hash FROM raw_pushes WHERE call_id IN ()"
 
 
 def _insert(table: Table, columns: list[str], mark: Callable[[str], str]) -> str:
     marks = ", ".join(mark(c) for c in columns)
     return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+
+
+HOUR_MS = 3_600_000
+
+
+def hour_of(start_ms: int | None) -> int:
+    """The ``stat_hours`` slot of a call: its start's hour since the epoch; -1 without a start."""
+    return -1 if start_ms is None else start_ms // HOUR_MS
 
 
 def _ms(moment: datetime) -> int:
@@ -111,10 +123,13 @@ def apply(
     from cdrhub.store import Rejected
 
     current: dict[str, str] = {}
+    starts: dict[str, int | None] = {}
     seen: set[tuple[str, str]] = set()
     if call_ids:
         rows = conn.exec_driver_sql(statements.select_in(_CURRENT, len(call_ids)), tuple(call_ids))
-        current = {r[0]: r[1] for r in rows}
+        for call_id, digest, start_ms in rows:
+            current[call_id] = digest
+            starts[call_id] = start_ms
     if current:
         known = tuple(current)
         rows = conn.exec_driver_sql(statements.select_in(_VERSIONS, len(known)), known)
@@ -142,6 +157,11 @@ def apply(
         else:
             outcome = "updated"
         if outcome in ("created", "updated"):
+            # The statistics of the hour the call starts in change, and for a correction
+            # that moved the start, those of the hour it left too.
+            if cid in starts:
+                plan.hours.add(hour_of(starts[cid]))
+            plan.hours.add(hour_of(item.record.values["start_time_ms"]))
             current[cid] = digest
             seen.add(key)
             plan.versions[cid] += 1
@@ -177,6 +197,7 @@ class _Plan:
         self.last_seen: dict[str, datetime] = {}
         self.new_raw: dict[tuple[str, str], dict[str, Any]] = {}
         self.raw_deliveries: Counter[tuple[str, str]] = Counter()
+        self.hours: set[int] = set()
 
     def write(self, conn: Connection, sql: Statements, existing: set[str]) -> None:
         inserts: list[Any] = []
@@ -210,6 +231,9 @@ class _Plan:
         _executemany(conn, sql.bump_call, bumps)
         _executemany(conn, sql.insert_raw, raw_rows)
         _executemany(conn, sql.bump_raw, [(n, k[0], k[1]) for k, n in self.raw_deliveries.items()])
+        # Last, and in order: PostgreSQL holds these row locks only for the commit itself, and
+        # two batches always take them in the same order.
+        _executemany(conn, sql.touch_hours, [(h,) for h in sorted(self.hours)])
 
 
 def _executemany(conn: Connection, statement: str, rows: list[Any]) -> None:

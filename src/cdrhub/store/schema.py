@@ -165,3 +165,16 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime()),
     UniqueConstraint("key_hash"),
 )
+
+# The statistics' hourly snapshots (cdrhub.rollup). Every write that changes a call's content
+# bumps ``changes`` of the hour(s) the call starts in, in the same transaction; a snapshot is
+# current while ``built`` equals ``changes``. Slot -1 also holds the calls without a startTime.
+stat_hours = Table(
+    "stat_hours",
+    metadata,
+    Column("slot", BigInteger, primary_key=True, autoincrement=False),
+    Column("changes", BigInteger, nullable=False),
+    Column("built", BigInteger),
+    Column("calls", Integer),
+    Column("facts", LargeBinary),
+)
