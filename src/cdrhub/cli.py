@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import httpx
@@ -26,6 +26,9 @@ from cdrhub.logs import configure as configure_logging
 from cdrhub.settings import Settings, load_settings, mask_secret, mask_url
 from cdrhub.store import Store, open_store
 from cdrhub.tokens import accepted_tokens, new_token, read_token_file, write_token_file
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -846,6 +849,20 @@ def simulate(
                 if batch:
                     store.write(batch)
                     progress.advance(task, len(batch))
+                _refresh_statistics(store, progress)
             finally:
                 store.close()
     click.echo(f"{count} simulated calls {'pushed' if url else 'written'} (seed {seed}).", err=True)
+
+
+def _refresh_statistics(store: Store, progress: Progress) -> None:
+    """Build the hourly statistics snapshots of what was just written, with a progress bar.
+
+    Readers would build them on first use; doing it here keeps that first report fast.
+    """
+    from cdrhub import rollup
+
+    stale = rollup.stale_count(store)
+    if stale:
+        task = progress.add_task("Statistics snapshots (hours)", total=stale)
+        rollup.refresh(store, progress=lambda done: progress.advance(task, done))
