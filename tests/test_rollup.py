@@ -19,14 +19,22 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from cdrhub import cdr, columns, maintenance, query, rollup, simulate, stats
 from cdrhub.store import Push, Store
 from cdrhub.store.schema import calls, stat_hours
 
-ZONES = ("Asia/Shanghai", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe")
+ZONES = (
+    "Asia/Shanghai",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+)
 END = datetime(2026, 11, 3, tzinfo=UTC)  # Nov 1: New York's clocks go back
 
 
@@ -38,14 +46,23 @@ def _push(body: dict[str, Any], source: str = "push") -> Push:
 def _load(store: Store, count: int = 2500, seed: int = 7) -> list[dict[str, Any]]:
     """Simulated calls over 5 days, then corrections and retries, as NXCC would send them."""
     rng = random.Random(seed)
-    bodies = list(simulate.calls(count, seed=seed, end=END, days=5, tz=ZoneInfo("America/New_York")))
+    bodies = list(
+        simulate.calls(count, seed=seed, end=END, days=5, tz=ZoneInfo("America/New_York"))
+    )
     for i in range(0, len(bodies), 500):
         store.write([_push(b) for b in bodies[i : i + 500]])
     corrected = []
     for body in rng.sample(bodies, 300):
         fixed = dict(body)
         shift = rng.choice((-1, 1)) * rng.randrange(1, 30) * 3_600_000
-        for name in ("startTime", "ringTime", "inQueueTime", "outQueueTime", "answerTime", "endTime"):
+        for name in (
+            "startTime",
+            "ringTime",
+            "inQueueTime",
+            "outQueueTime",
+            "answerTime",
+            "endTime",
+        ):
             if fixed.get(name):
                 fixed[name] += shift
         fixed["answered"] = not fixed["answered"]
@@ -57,10 +74,15 @@ def _load(store: Store, count: int = 2500, seed: int = 7) -> list[dict[str, Any]
     store.write([_push(b) for b in corrected[:50]])
     # Calls without a start time and calls only known by queueDuration.
     odd = [
-        {"callId": "no-start-1", "direction": 0, "answered": False, "queueDuration": 3,
-         "inQueueTime": 1_762_000_000_000},
+        {
+            "callId": "no-start-1",
+            "direction": 0,
+            "answered": False,
+            "queueDuration": 3,
+            "inQueueTime": 1_762_000_000_000,
+        },
         {"callId": "no-start-2", "direction": 1, "answered": True},
-    ]  # fmt: skip
+    ]
     store.write([_push(b) for b in odd])
     with store.read_engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(calls)).mappings()]
@@ -78,8 +100,14 @@ def _oracle(
     start = where.start and int(where.start.timestamp() * 1000)
     end = where.end and int(where.end.timestamp() * 1000)
     buckets = {unit: stats.bucketer(unit, tz) for unit in stats.TIME_GROUPS}
-    fields = {"direction": "direction", "agent": "agent_name", "task_id": "task_id",
-              "intent": "intent", "hangup_by": "hangup_by", "hangup_reason": "hangup_reason"}  # fmt: skip
+    fields = {
+        "direction": "direction",
+        "agent": "agent_name",
+        "task_id": "task_id",
+        "intent": "intent",
+        "hangup_by": "hangup_by",
+        "hangup_reason": "hangup_reason",
+    }
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
     if not names:
         groups[()] = []
@@ -100,29 +128,37 @@ def _oracle(
         soas = [f.speed_of_answer_seconds for f in facts if f.speed_of_answer_seconds is not None]
         talks = [f.talk_seconds for f in facts if f.talk_seconds is not None]
         rings = [r["ring_duration"] for r in members if r["ring_duration"] is not None]
-        cost = sum(r["total_customer_price"] for r in members if r["total_customer_price"] is not None)
+        cost = sum(
+            r["total_customer_price"] for r in members if r["total_customer_price"] is not None
+        )
         queued = sum(f.queued for f in facts)
         shorts = sum(f.short_abandoned for f in facts)
         abandoned = sum(f.abandoned for f in facts)
         answered = sum(f.answered for f in facts)
         eligible = queued - shorts
         talk = sum(talks)
-        out.append({
-            "key": dict(zip(names, key, strict=True)),
-            "calls": len(members), "answered": answered, "queued": queued,
-            "abandoned": abandoned, "short_abandoned": shorts,
-            "answer_rate": answered / len(members) if members else None,
-            "abandon_rate": (abandoned - shorts) / eligible if eligible else None,
-            "service_level": sum(s <= sl for s in soas) / eligible if eligible else None,
-            "asa_seconds": sum(soas) / len(soas) if soas else None,
-            "avg_wait_seconds": sum(waits) / len(waits) if waits else None,
-            "p90_wait_seconds": _p90(waits), "talk_seconds": talk,
-            "avg_talk_seconds": talk / len(talks) if talks else None,
-            "p90_talk_seconds": _p90(talks),
-            "avg_ring_seconds": sum(rings) / len(rings) if rings else None,
-            "cost_total": cost,
-            "cost_per_answered_minute": cost / (talk / 60) if talk else None,
-        })  # fmt: skip
+        out.append(
+            {
+                "key": dict(zip(names, key, strict=True)),
+                "calls": len(members),
+                "answered": answered,
+                "queued": queued,
+                "abandoned": abandoned,
+                "short_abandoned": shorts,
+                "answer_rate": answered / len(members) if members else None,
+                "abandon_rate": (abandoned - shorts) / eligible if eligible else None,
+                "service_level": sum(s <= sl for s in soas) / eligible if eligible else None,
+                "asa_seconds": sum(soas) / len(soas) if soas else None,
+                "avg_wait_seconds": sum(waits) / len(waits) if waits else None,
+                "p90_wait_seconds": _p90(waits),
+                "talk_seconds": talk,
+                "avg_talk_seconds": talk / len(talks) if talks else None,
+                "p90_talk_seconds": _p90(talks),
+                "avg_ring_seconds": sum(rings) / len(rings) if rings else None,
+                "cost_total": cost,
+                "cost_per_answered_minute": cost / (talk / 60) if talk else None,
+            }
+        )
     return sorted(out, key=lambda g: [(v is None, v) for v in g["key"].values()])
 
 
@@ -179,8 +215,9 @@ def test_statistics_equal_a_per_call_count(store: Store, zone: str) -> None:
     for params, names in CASES:
         where = query.parse_filters(params, tz)
         for sl, short in ((20, 5), (7.5, 0.25)):
-            got = stats.compute(store, where, group_by=names, tz=tz, sl_seconds=sl,
-                                short_abandon_seconds=short)  # fmt: skip
+            got = stats.compute(
+                store, where, group_by=names, tz=tz, sl_seconds=sl, short_abandon_seconds=short
+            )
             _same(got, _oracle(rows, where, names, tz, sl, short))
 
 
@@ -192,8 +229,9 @@ def _hours(store: Store) -> dict[int, tuple[int, int | None]]:
 
 def _day(store: Store, tz: ZoneInfo, **params: str) -> list[dict[str, Any]]:
     where = query.parse_filters(params, tz)
-    return stats.compute(store, where, group_by=("hour",), tz=tz, sl_seconds=20,
-                         short_abandon_seconds=5)  # fmt: skip
+    return stats.compute(
+        store, where, group_by=("hour",), tz=tz, sl_seconds=20, short_abandon_seconds=5
+    )
 
 
 def test_a_correction_moves_a_call_between_hours_exactly(store: Store) -> None:
@@ -221,7 +259,9 @@ def test_stale_snapshots_are_never_served(store: Store) -> None:
     """A push into an hour whose snapshot is saved shows up in the very next statistic."""
     utc = ZoneInfo("UTC")
     base = 1_762_000_200_000
-    store.write([_push({"callId": f"c{i}", "direction": 1, "startTime": base + i}) for i in range(3)])
+    store.write(
+        [_push({"callId": f"c{i}", "direction": 1, "startTime": base + i}) for i in range(3)]
+    )
     assert _day(store, utc)[0]["calls"] == 3
     store.write([_push({"callId": "late", "direction": 1, "startTime": base + 10})])
     assert _day(store, utc)[0]["calls"] == 4
@@ -235,7 +275,9 @@ def test_stale_snapshots_are_never_served(store: Store) -> None:
 
 def test_background_refresh_builds_every_stale_hour_but_the_current_one(store: Store) -> None:
     now = int(datetime.now(UTC).timestamp() * 1000)
-    bodies = [{"callId": f"h{i}", "direction": 1, "startTime": now - i * 3_600_000} for i in range(5)]
+    bodies = [
+        {"callId": f"h{i}", "direction": 1, "startTime": now - i * 3_600_000} for i in range(5)
+    ]
     store.write([_push(b) for b in bodies])
     assert rollup.stale_count(store) == 5
     assert rollup.refresh(store) == 4
@@ -247,12 +289,22 @@ def test_background_refresh_builds_every_stale_hour_but_the_current_one(store: S
 def test_pruned_calls_leave_the_statistics(store: Store) -> None:
     utc = ZoneInfo("UTC")
     old = int((datetime.now(UTC) - timedelta(days=400)).timestamp() * 1000)
-    store.write([_push({"callId": "old", "direction": 1, "startTime": old}),
-                 _push({"callId": "new", "direction": 1, "startTime": old + 399 * 86_400_000})])  # fmt: skip
+    store.write(
+        [
+            _push({"callId": "old", "direction": 1, "startTime": old}),
+            _push({"callId": "new", "direction": 1, "startTime": old + 399 * 86_400_000}),
+        ]
+    )
     everything = query.CallFilter()
-    assert stats.compute(store, everything, tz=utc, sl_seconds=20, short_abandon_seconds=5)[0]["calls"] == 2
+    assert (
+        stats.compute(store, everything, tz=utc, sl_seconds=20, short_abandon_seconds=5)[0]["calls"]
+        == 2
+    )
     assert maintenance.prune(store, timedelta(days=365))["calls"] == 1
-    assert stats.compute(store, everything, tz=utc, sl_seconds=20, short_abandon_seconds=5)[0]["calls"] == 1
+    assert (
+        stats.compute(store, everything, tz=utc, sl_seconds=20, short_abandon_seconds=5)[0]["calls"]
+        == 1
+    )
 
 
 # -- the vectorised facts follow the per-call rules exactly ------------------------------------
@@ -281,8 +333,11 @@ def test_column_facts_equal_call_facts(rows: list[tuple[Any, ...]]) -> None:
         one = stats.call_facts(row[2], row[5], row[6], row[7], row[8], row[9], 5)
         assert bool(a["answered"][i]) == one.answered
         assert bool(a["queued"][i]) == one.queued
-        for name, value in (("wait_ms", one.wait_seconds), ("soa_ms", one.speed_of_answer_seconds),
-                            ("talk_ms", one.talk_seconds)):  # fmt: skip
+        for name, value in (
+            ("wait_ms", one.wait_seconds),
+            ("soa_ms", one.speed_of_answer_seconds),
+            ("talk_ms", one.talk_seconds),
+        ):
             got = None if a[name][i] == columns.NULL else a[name][i] / 1000
             assert got == value, name
         assert facts.words["agent"][a["agent"][i]] == row[12]
