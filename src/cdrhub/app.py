@@ -112,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
         background = [
             asyncio.create_task(_watch_silence(activity, settings.silence_alert_minutes)),
             asyncio.create_task(_prune_daily(store, settings.retention_days)),
+            asyncio.create_task(_refresh_statistics(store)),
         ]
         try:
             yield
@@ -303,6 +304,24 @@ async def _prune_daily(store: Store, days: int) -> None:
         except Exception:  # the next day tries again; a prune must never stop the receiver
             log.exception("retention prune failed")
         await asyncio.sleep(24 * 3600)
+
+
+async def _refresh_statistics(store: Store, every_seconds: float = 30) -> None:
+    """Rebuild the statistics snapshots of hours that pushes changed, off the request path.
+
+    Reports are exact without this (a reader rebuilds what is stale), but after a bulk import
+    or a late batch of retries the first report would pay for it; here nobody waits.
+    """
+    from cdrhub import rollup
+
+    while True:
+        try:
+            built = await run_in_threadpool(rollup.refresh, store, limit=2000)
+            if built:
+                log.info("statistics snapshots rebuilt for %d hours", built)
+        except Exception as exc:  # the database may be down: the spool covers pushes, retry later
+            log.warning("statistics snapshot refresh failed, will retry: %s", exc)
+        await asyncio.sleep(every_seconds)
 
 
 def prepare_store(settings: Settings) -> Store:

@@ -143,15 +143,17 @@ def from_rows(rows: Sequence[Sequence[Any]]) -> Facts:
     return Facts(arrays, words)
 
 
-def concat(parts: Sequence[Facts]) -> Facts:
-    """One set of facts from several, text codes renumbered into one dictionary per attribute."""
+def concat(parts: Sequence[Facts], text: Iterable[str] = TEXT) -> Facts:
+    """One set of facts from several, text codes renumbered into one dictionary per attribute.
+
+    Renumbering costs a dictionary lookup per word per part, so only the ``text`` attributes
+    a statistic filters or groups by are kept; the others are left out of the result.
+    """
     if not parts:
         return empty()
-    if len(parts) == 1:
-        return parts[0]
     words: dict[str, list[str | None]] = {}
     arrays: dict[str, np.ndarray] = {}
-    for name in TEXT:
+    for name in text:
         index: dict[str | None, int] = {None: 0}
         pieces = []
         for part in parts:

@@ -15,7 +15,7 @@ background, so the hour being written right now is the only one a reader usually
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
@@ -34,11 +34,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RUN = 24
 
 
-def load(store: Store, start_ms: int | None, end_ms: int | None) -> Facts:
+def load(
+    store: Store, start_ms: int | None, end_ms: int | None, text: Iterable[str] = columns.TEXT
+) -> Facts:
     """The facts of every call whose start hour overlaps ``[start_ms, end_ms)`` (open if None).
 
     Callers still filter by the exact start time: hours are the unit of storage, not of the
-    selection. Without a start bound, calls with no startTime are included.
+    selection. Without a start bound, calls with no startTime are included. Only the
+    ``text`` attributes named are kept (see :func:`columns.concat`).
     """
     low = -1 if start_ms is None else hour_of(start_ms)
     high = None if end_ms is None else hour_of(end_ms - 1)
@@ -60,7 +63,7 @@ def load(store: Store, start_ms: int | None, end_ms: int | None) -> Facts:
             parts.append(facts)
             built[slot] = (stale[slot], facts)
     _save(store, built)
-    return columns.concat(parts)
+    return columns.concat(parts, text)
 
 
 def refresh(
