@@ -28,13 +28,14 @@ import io
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from cdrhub.cli import main
 from cdrhub.settings import Settings
-from cdrhub.stats import METRICS, percentile
+from cdrhub.stats import METRICS, percentiles
 from cdrhub.store import Store
 
 from .calls import call
@@ -326,25 +327,29 @@ def test_invalid_parameters_are_422_naming_them(api: Api, param: str, value: str
 
 
 def test_percentile_matches_postgresql_percentile_cont(store: Store) -> None:
-    """Our percentile equals PostgreSQL's percentile_cont on awkward samples."""
-    samples = [[7.0], [1.0, 2.0], [3.0, 8.0, 10.0, 20.0, 30.0, 40.0], [5.0, 1.0, 4.0, 4.0, 9.5]]
+    """Our percentiles equal PostgreSQL's percentile_cont on awkward samples, per group."""
+    samples = [[7000], [1000, 2000], [3000, 8000, 10000, 20000, 30000, 40000], [5, 1, 4, 4, 9500]]
+    group = np.repeat(np.arange(len(samples)), [len(s) for s in samples])
+    values = np.concatenate([np.array(s, np.int64) for s in samples])
     if store.kind != "postgresql":
-        assert percentile([3.0, 8.0, 10.0, 20.0, 30.0, 40.0], 0.9) == 35.0
-        assert percentile([], 0.9) is None
+        assert percentiles(group, values, 5, 0.9) == [7.0, 1.9, 35.0, pytest.approx(5.702), None]
+        assert percentiles(group[:0], values[:0], 1, 0.9) == [None]
         return
     from sqlalchemy import text
 
     with store.read_engine.connect() as conn:
-        for values in samples:
-            for fraction in (0.5, 0.9, 0.95):
-                expected = conn.execute(
+        for fraction in (0.5, 0.9, 0.95):
+            expected = [
+                conn.execute(
                     text(
                         "SELECT percentile_cont(CAST(:f AS float8)) WITHIN GROUP (ORDER BY v) "
                         "FROM unnest(CAST(:vs AS float8[])) AS v"
                     ),
-                    {"f": fraction, "vs": values},
+                    {"f": fraction, "vs": [v / 1000 for v in sample]},
                 ).scalar_one()
-                assert percentile(values, fraction) == pytest.approx(expected)
+                for sample in samples
+            ]
+            assert percentiles(group, values, len(samples), fraction) == pytest.approx(expected)
 
 
 def test_cli_stats_json_csv_and_table(settings: Settings, loaded: None, api: Api) -> None:
