@@ -72,6 +72,16 @@ def test_csv_has_a_bom_neutralises_formulas_and_keeps_chinese(api: Api, loaded: 
     assert list(rows[0]) == list(export.COLUMNS)
 
 
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Asia/Kathmandu"])
+def test_jsonl_rows_equal_the_api_items(api: Api, loaded: None, zone: str) -> None:
+    """Every column of an export, its times included, is what /api/calls shows for the call."""
+    exported = [
+        json.loads(line) for line in api("/api/export", format="jsonl", tz=zone).text.splitlines()
+    ]
+    listed = api("/api/calls", order="asc", tz=zone).json()["items"]
+    assert exported == listed
+
+
 def test_csv_without_bom(api: Api, loaded: None) -> None:
     """bom=false gives plain UTF-8 for tools that dislike the BOM."""
     assert api("/api/export", format="csv", bom="false").content.startswith(b"call_id,")
@@ -109,17 +119,21 @@ def test_bad_format_is_422(api: Api) -> None:
 
 
 def test_export_streams_in_chunks() -> None:
-    """Rows leave as bounded chunks, not one string the size of the export."""
-    rows = (
-        {c: None for c in export.COLUMNS} | {"call_id": f"id{i}", "caller": "=1"}
-        for i in range(1200)
-    )
+    """Each batch of rows leaves as its own chunk, not one string the size of the export."""
+    names = list(export.COLUMNS)
+
+    def row(i: int) -> tuple[object, ...]:
+        values = {"call_id": f"id{i}", "caller": "=1", "start_time": 1_764_000_000_000 + i}
+        return tuple(values.get(c) for c in names)
+
+    batches = ([row(i) for i in range(start, min(start + 500, 1200))] for start in (0, 500, 1000))
     from zoneinfo import ZoneInfo
 
     seen: list[int] = []
-    chunks = list(export.export(rows, "csv", ZoneInfo("UTC"), progress=seen.append))
+    chunks = list(export.export(batches, "csv", ZoneInfo("Asia/Shanghai"), progress=seen.append))
     assert len(chunks) == 4 and seen == [500, 500, 200]  # header, then three chunks of rows
     assert b"'=1" in chunks[1]
+    assert b"2025-11-25T00:00:00.001+08:00" in chunks[1]
 
 
 def test_cli_export_to_files(settings: Settings, loaded: None, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Exports: every matching call as CSV, JSON Lines or Parquet, streamed in constant memory.
 
-Rows come from :func:`cdrhub.query.iter_calls` (a server-side cursor) and leave as byte chunks
-as soon as a few hundred are formatted, so a million calls never sit in memory at once, over
+Rows come from :func:`cdrhub.query.iter_calls` (a server-side cursor) in batches and leave as
+byte chunks as soon as a batch is formatted, so a million calls never sit in memory at once, over
 HTTP or into a file. Timestamps are ISO 8601 with the offset of the chosen zone; each keeps its
 ``_ms`` twin exactly as NXCC sent it.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import BigInteger, Boolean, Double, Integer, SmallInteger
 
 from cdrhub.errors import FieldProblem, InvalidParameter
-from cdrhub.query import to_item
 from cdrhub.store.schema import UTCDateTime, calls
 
 Format = Literal["csv", "jsonl", "parquet"]
@@ -33,7 +33,6 @@ COLUMNS: tuple[str, ...] = tuple(c.name for c in calls.columns)
 #: Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection"); tab
 #: and carriage return too, as some spreadsheets strip them and then see the next character.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_CHUNK_ROWS = 500
 
 Progress = Callable[[int], None]
 
@@ -72,69 +71,123 @@ def neutralise(value: str) -> str:
 
 
 def export(
-    rows: Iterable[dict[str, Any]],
+    batches: Iterable[Sequence[Sequence[Any]]],
     fmt: Format,
     tz: ZoneInfo,
     *,
     bom: bool = True,
     progress: Progress | None = None,
 ) -> Iterator[bytes]:
-    """Format call rows as chunks of bytes; ``progress`` is told how many rows each chunk held."""
+    """Format batches of rows (``query.iter_calls``) as chunks of bytes, one per batch.
+
+    ``progress`` is told how many rows each chunk held. Work is done a column at a time
+    (one comprehension per column and batch, no function call per cell): a million calls
+    are 40 million cells.
+    """
     if fmt == "csv":
-        return _csv(rows, tz, bom, progress)
+        return _csv(batches, tz, bom, progress)
     if fmt == "jsonl":
-        return _jsonl(rows, tz, progress)
-    return _parquet(rows, tz, progress)
+        return _jsonl(batches, tz, progress)
+    return _parquet(batches, tz, progress)
 
 
-def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+_TIMES = frozenset(c.name for c in calls.columns if isinstance(c.type, UTCDateTime))
+_TEXTS = frozenset(
+    c.name
+    for c in calls.columns
+    if not isinstance(c.type, UTCDateTime | Boolean) and c.type.python_type is str
+)
+_BOOLS = frozenset(c.name for c in calls.columns if isinstance(c.type, Boolean))
+
+
+def iso_times(tz: ZoneInfo) -> Callable[[int | None], str | None]:
+    """Epoch ms to ISO 8601 in ``tz`` with ms and offset, as ``datetime.isoformat`` gives.
+
+    The local date, hour, minute and offset are worked out once per UTC minute (a zone's
+    offset is whole minutes), so a time costs one dict lookup and a small f-string.
+    """
+    minutes: dict[int, tuple[str, str]] = {}
+
+    def text(ms: int | None) -> str | None:
+        if ms is None:
+            return None
+        minute, rest = divmod(ms, 60_000)
+        parts = minutes.get(minute)
+        if parts is None:
+            local = (_EPOCH + timedelta(minutes=minute)).astimezone(tz)
+            parts = minutes[minute] = (local.strftime("%Y-%m-%dT%H:%M:"), local.isoformat()[19:])
+        return f"{parts[0]}{rest // 1000:02d}.{rest % 1000:03d}{parts[1]}"
+
+    return text
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _csv_converters(tz: ZoneInfo) -> list[Callable[[Sequence[Any]], list[Any]]]:
+    time = iso_times(tz)
+    formula = _FORMULA_START
+
+    def times(values: Sequence[Any]) -> list[Any]:
+        return ["" if v is None else time(v) for v in values]
+
+    def texts(values: Sequence[Any]) -> list[Any]:
+        return ["" if v is None else "'" + v if v.startswith(formula) else v for v in values]
+
+    def bools(values: Sequence[Any]) -> list[Any]:
+        return ["" if v is None else "true" if v else "false" for v in values]
+
+    def others(values: Sequence[Any]) -> list[Any]:
+        return ["" if v is None else v for v in values]
+
+    return [
+        times if c in _TIMES else texts if c in _TEXTS else bools if c in _BOOLS else others
+        for c in COLUMNS
+    ]
 
 
 def _csv(
-    rows: Iterable[dict[str, Any]], tz: ZoneInfo, bom: bool, progress: Progress | None
+    batches: Iterable[Sequence[Sequence[Any]]], tz: ZoneInfo, bom: bool, progress: Progress | None
 ) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     # The BOM is what makes Excel read UTF-8 (Chinese intents, names) instead of a legacy code page.
     yield ("\ufeff" if bom else "").encode() + buffer.getvalue().encode()
-    for chunk in _chunks(rows, _CHUNK_ROWS):
+    converters = _csv_converters(tz)
+    for batch in batches:
+        if not batch:
+            continue
         buffer.seek(0)
         buffer.truncate()
-        for row in chunk:
-            item = to_item(row, tz)
-            writer.writerow([_cell(item[c]) for c in COLUMNS])
+        cells = [
+            convert(column)
+            for convert, column in zip(converters, zip(*batch, strict=True), strict=True)
+        ]
+        writer.writerows(zip(*cells, strict=True))
         yield buffer.getvalue().encode()
         if progress:
-            progress(len(chunk))
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return neutralise(value)
-    return value
+            progress(len(batch))
 
 
 def _jsonl(
-    rows: Iterable[dict[str, Any]], tz: ZoneInfo, progress: Progress | None
+    batches: Iterable[Sequence[Sequence[Any]]], tz: ZoneInfo, progress: Progress | None
 ) -> Iterator[bytes]:
-    for chunk in _chunks(rows, _CHUNK_ROWS):
-        lines = [json.dumps(to_item(row, tz), ensure_ascii=False) for row in chunk]
-        yield ("\n".join(lines) + "\n").encode()
+    time = iso_times(tz)
+    timed = [i for i, c in enumerate(COLUMNS) if c in _TIMES]
+    encode = msgspec.json.Encoder().encode
+    for batch in batches:
+        if not batch:
+            continue
+        lines = []
+        for row in batch:
+            values = list(row)
+            for i in timed:
+                values[i] = time(values[i])
+            lines.append(encode(dict(zip(COLUMNS, values, strict=True))))
+        yield b"\n".join(lines) + b"\n"
         if progress:
-            progress(len(chunk))
+            progress(len(batch))
 
 
 class _Sink(io.RawIOBase):
@@ -163,7 +216,7 @@ class _Sink(io.RawIOBase):
 
 
 def _parquet(
-    rows: Iterable[dict[str, Any]], tz: ZoneInfo, progress: Progress | None
+    batches: Iterable[Sequence[Sequence[Any]]], tz: ZoneInfo, progress: Progress | None
 ) -> Iterator[bytes]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -187,10 +240,18 @@ def _parquet(
     schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in calls.columns])
     sink = _Sink()
     with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-        # One row group per 50,000 rows: big enough to compress well, small enough to stream.
-        for chunk in _chunks(rows, 50_000):
-            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-            yield sink.take()
-            if progress:
-                progress(len(chunk))
+        # Row groups of about 50,000 rows: big enough to compress well, small enough to stream.
+        pending: list[Sequence[Any]] = []
+        for batch in [*batches, []]:
+            pending.extend(batch)
+            if len(pending) >= 50_000 or (not batch and pending):
+                arrays = [
+                    pa.array(column, type=field.type)
+                    for column, field in zip(zip(*pending, strict=True), schema, strict=True)
+                ]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                yield sink.take()
+                if progress:
+                    progress(len(pending))
+                pending = []
     yield sink.take()

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy import BigInteger, ColumnElement, Row, Select, func, literal, select, tuple_
 
 from cdrhub.cdr import DIRECTIONS, HANGUP_BY
 from cdrhub.errors import FieldProblem, InvalidParameter
@@ -303,14 +303,38 @@ def _from_ms(ms: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
 
 
-def iter_calls(store: Store, where: CallFilter, *, batch: int = 2000) -> Iterator[dict[str, Any]]:
-    """Every matching call in start-time order, streamed (constant memory: server-side cursor
-    on PostgreSQL, SQLite's own stepping cursor), for exports."""
-    query = _ordered(select(calls).where(*where.conditions()), desc=False)
+def iter_calls(store: Store, where: CallFilter, *, batch: int = 5000) -> Iterator[list[Row]]:
+    """Every matching call in start-time order, in batches of rows, for exports.
+
+    Constant memory (a server-side cursor on PostgreSQL, SQLite's own stepping cursor). Rows
+    hold :data:`EXPORT_COLUMNS` with every time as epoch ms, exactly as stored: formatting
+    a time from its ms (``export.py``) is several times cheaper than building datetimes.
+    """
+    query = _ordered(select(*_export_columns(store.kind)).where(*where.conditions()), desc=False)
     with store.read_engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
-        for row in result.mappings():
-            yield dict(row)
+        yield from result.partitions()
+
+
+#: The columns of an export, in table order.
+EXPORT_COLUMNS: tuple[str, ...] = tuple(c.name for c in calls.columns)
+
+
+def _export_columns(kind: str) -> list[ColumnElement[Any]]:
+    """Each column of ``calls``, times as epoch ms (the ``_ms`` twin where there is one)."""
+    out: list[ColumnElement[Any]] = []
+    for column in calls.columns:
+        if column.name not in _TIME_COLUMNS:
+            out.append(column)
+        elif f"{column.name}_ms" in calls.c:
+            out.append(calls.c[f"{column.name}_ms"])
+        elif kind == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
+            seconds = func.cast(func.strftime("%s", column), BigInteger)
+            millis = func.cast(func.substr(column, 21, 3), BigInteger)
+            out.append(seconds * 1000 + millis)
+        else:
+            out.append(func.cast(func.floor(func.extract("epoch", column) * 1000), BigInteger))
+    return out
 
 
 def count_calls(store: Store, where: CallFilter) -> int:
