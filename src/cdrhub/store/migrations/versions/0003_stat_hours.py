@@ -27,6 +27,10 @@ def upgrade() -> None:
         sa.Column("facts", sa.LargeBinary),
         sa.PrimaryKeyConstraint("slot", name="pk_stat_hours"),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Snapshots are read whole on every report: stored uncompressed, PostgreSQL hands them
+        # over without inflating each one (pglz cost about half of a report's time).
+        op.execute("ALTER TABLE stat_hours ALTER COLUMN facts SET STORAGE EXTERNAL")
     # Floor division on both databases (their "/" truncates towards zero); -1 for no start.
     op.execute(
         "INSERT INTO stat_hours (slot, changes) SELECT DISTINCT CASE "
