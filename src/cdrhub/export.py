@@ -175,6 +175,7 @@ def _jsonl(
 ) -> Iterator[bytes]:
     time = iso_times(tz)
     timed = [i for i, c in enumerate(COLUMNS) if c in _TIMES]
+    flags = [i for i, c in enumerate(COLUMNS) if c in _BOOLS]
     encode = msgspec.json.Encoder().encode
     for batch in batches:
         if not batch:
@@ -184,6 +185,8 @@ def _jsonl(
             values = list(row)
             for i in timed:
                 values[i] = time(values[i])
+            for i in flags:
+                values[i] = None if values[i] is None else bool(values[i])
             lines.append(encode(dict(zip(COLUMNS, values, strict=True))))
         yield b"\n".join(lines) + b"\n"
         if progress:
@@ -241,13 +244,17 @@ def _parquet(
     sink = _Sink()
     with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         # Row groups of about 50,000 rows: big enough to compress well, small enough to stream.
+        flags = [i for i, c in enumerate(COLUMNS) if c in _BOOLS]
         pending: list[Sequence[Any]] = []
         for batch in [*batches, []]:
             pending.extend(batch)
             if len(pending) >= 50_000 or (not batch and pending):
+                columns = list(zip(*pending, strict=True))
+                for i in flags:  # SQLite's 0/1
+                    columns[i] = tuple(None if v is None else bool(v) for v in columns[i])
                 arrays = [
                     pa.array(column, type=field.type)
-                    for column, field in zip(zip(*pending, strict=True), schema, strict=True)
+                    for column, field in zip(columns, schema, strict=True)
                 ]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
                 yield sink.take()
