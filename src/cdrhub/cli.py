@@ -856,12 +856,14 @@ def simulate(
 
 
 def _refresh_statistics(store: Store, progress: Progress) -> None:
-    """Build the hourly statistics snapshots of what was just written, with a progress bar.
-
-    Readers would build them on first use; doing it here keeps that first report fast.
-    """
+    """After a bulk load: refresh the planner's statistics (PostgreSQL) and build the hourly
+    statistics snapshots, with a progress bar. Both would happen later by themselves
+    (autovacuum, readers); doing it here keeps the first queries fast."""
     from cdrhub import rollup
 
+    if store.kind == "postgresql":  # a bulk load leaves the planner's estimates behind
+        with store.writing() as conn:
+            conn.exec_driver_sql("ANALYZE calls")
     stale = rollup.stale_count(store)
     if stale:
         task = progress.add_task("Statistics snapshots (hours)", total=stale)
