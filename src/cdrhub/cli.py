@@ -868,3 +868,198 @@ def _refresh_statistics(store: Store, progress: Progress) -> None:
     if stale:
         task = progress.add_task("Statistics snapshots (hours)", total=stale)
         rollup.refresh(store, progress=lambda done: progress.advance(task, done))
+
+
+# -- healing from NXCC's query API, and files -----------------------------------------------------
+
+
+def _nxcc_client(settings: Settings) -> Any:
+    from cdrhub.nxcc import Client, NxccError
+
+    key, secret = settings.nxcc_access_key, settings.nxcc_access_secret
+    try:
+        return Client(
+            settings.nxcc_gateway,
+            key.get_secret_value() if key else "",
+            secret.get_secret_value() if secret else "",
+            timeout=settings.nxcc_timeout_seconds,
+            rate=settings.nxcc_rate,
+            retries=settings.nxcc_retries,
+        )
+    except NxccError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _moment(text: str, settings: Settings, param: str, *, end: bool = False) -> int:
+    """A CLI time as epoch seconds: a date (local midnight; for an end, the end of that day)
+    or an ISO time, in the configured zone unless it names its own offset."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(settings.timezone)
+    try:
+        if len(text.strip()) == 10:
+            day = date.fromisoformat(text.strip()) + timedelta(days=1 if end else 0)
+            moment = datetime(day.year, day.month, day.day, tzinfo=tz)
+        else:
+            moment = datetime.fromisoformat(text.strip())
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: write a date (2026-11-24) or an ISO time (2026-11-24T08:00, "
+            "2026-11-24T08:00+08:00)",
+            param_hint=param,
+        ) from None
+    return int(moment.timestamp())
+
+
+@main.command()
+@click.option("--from", "start", required=True, help="First day or time (configured zone).")
+@click.option("--to", "end", required=True, help="Last day (included) or end time (excluded).")
+@click.option("--restart", is_flag=True, help="Ignore the saved checkpoint of this range.")
+@settings_options
+def backfill(settings: Settings, start: str, end: str, restart: bool) -> None:
+    """Pull every call in a range from NXCC's query API and store what is missing.
+
+    \b
+    Example:
+        cdrhub backfill --from 2026-11-01 --to 2026-11-24
+    Needs CDRHUB_NXCC_ACCESS_KEY and CDRHUB_NXCC_ACCESS_SECRET. Calls already stored stay
+    as they are (one record per callId); run it again after an interruption and it resumes
+    from its checkpoint.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from cdrhub import backfill as heal
+    from cdrhub.errors import CdrhubError
+    from cdrhub.nxcc import NxccError
+
+    start_s = _moment(start, settings, "--from")
+    end_s = _moment(end, settings, "--to", end=True)
+    if end_s <= start_s:
+        raise click.BadParameter("must be after --from", param_hint="--to")
+    _check_database(settings)
+    store = _store(settings)
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+    )
+    try:
+        with (
+            _nxcc_client(settings) as client,
+            Progress(*columns, console=Console(stderr=True)) as bar,
+        ):
+            task = bar.add_task("Windows", total=len(list(heal.windows(start_s, end_s))), counts="")
+
+            def show(p: heal.Progress) -> None:
+                t = p.tally
+                counts = (
+                    f"fetched {p.fetched}: new {t.created}, updated {t.updated}, "
+                    f"unchanged {t.unchanged}, quarantined {t.quarantined}"
+                )
+                bar.update(task, completed=p.windows_done, counts=counts)
+
+            result = heal.backfill(store, client, start_s, end_s, restart=restart, on_window=show)
+    except (NxccError, CdrhubError) as exc:
+        raise click.ClickException(
+            f"{exc}\nWhat was stored so far is kept; run the same command again to resume."
+        ) from None
+    finally:
+        store.close()
+    t = result.tally
+    click.echo(
+        f"{result.fetched} calls fetched from NXCC: {t.created} new, {t.updated} updated, "
+        f"{t.unchanged} unchanged, {t.quarantined} quarantined."
+    )
+
+
+@main.command()
+@click.option("--since", default="24h", show_default=True, help="How far back: 24h, 3d, 2w.")
+@settings_options
+def reconcile(settings: Settings, since: str) -> None:
+    """Compare, hour by hour, what NXCC has with what cdrhub has, and store the difference.
+
+    \b
+    Example:
+        cdrhub reconcile --since 24h
+    Only calls missing here, or different here, are stored. CDRHUB_RECONCILE_EVERY_MINUTES
+    runs this inside serve.
+    """
+    import time
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from cdrhub import backfill as heal
+    from cdrhub.errors import CdrhubError
+    from cdrhub.maintenance import parse_age
+    from cdrhub.nxcc import NxccError
+
+    try:
+        age = parse_age(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    now = int(time.time())
+    _check_database(settings)
+    store = _store(settings)
+    tz = ZoneInfo(settings.timezone)
+    table = Table("hour", "NXCC", "cdrhub", "missing", "different", "only here", "stored")
+    try:
+        with _nxcc_client(settings) as client:
+            hours = heal.reconcile(store, client, now - int(age.total_seconds()), now)
+    except (NxccError, CdrhubError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    for h in hours:
+        label = datetime.fromtimestamp(h.start_s, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        stored = h.stored.created + h.stored.updated
+        table.add_row(
+            label,
+            *(str(v) for v in (h.nxcc, h.cdrhub, h.missing, h.different, h.only_here, stored)),
+        )
+    _console().print(table)
+    stored = sum(h.stored.created + h.stored.updated for h in hours)
+    missing = sum(h.missing for h in hours)
+    different = sum(h.different for h in hours)
+    click.echo(f"{missing} missing and {different} different calls found; {stored} stored.")
+
+
+@main.command(name="import")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@settings_options
+def import_files(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Load call logs from files: JSON (an object or an array), JSON Lines, or CSV.
+
+    \b
+    Examples:
+        cdrhub import calls.json more.jsonl console-export.csv
+    CSV headers are the push's field names (callId, startTime, agentName...), as in the
+    NXCC console's export, or the columns of `cdrhub export`. Each record is checked like a
+    push; one that fails is quarantined (`cdrhub quarantine list`), the rest are stored.
+    """
+    from cdrhub.errors import CdrhubError
+    from cdrhub.imports import ImportFileError, Tally, read_file, store_records
+
+    _check_database(settings)
+    store = _store(settings)
+    table = Table("file", "records", "new", "updated", "unchanged", "quarantined")
+    total = Tally()
+    try:
+        for path in files:
+            try:
+                tally = store_records(store, read_file(path), origin=str(path))
+            except ImportFileError as exc:
+                raise click.ClickException(f"{exc}. Nothing from it was stored.") from None
+            except CdrhubError as exc:
+                raise click.ClickException(str(exc)) from None
+            total.add(tally)
+            table.add_row(str(path), *(str(v) for v in tally.as_dict().values()))
+    finally:
+        store.close()
+    _console().print(table)
+    if total.quarantined:
+        click.echo(f"{total.quarantined} records quarantined: see `cdrhub quarantine list`.")

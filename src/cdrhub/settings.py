@@ -190,6 +190,39 @@ class Settings(BaseSettings):
         "included) before the server exits.",
     )
 
+    nxcc_gateway: str = Field(
+        "https://api2.nxcloud.com",
+        description="NXCC's API gateway for `backfill` and `reconcile` (regional ones: "
+        "https://api-hk.nxlink.ai, https://chl-api.nxlink.ai, https://api-idn.nxlink.ai).",
+    )
+    nxcc_access_key: SecretStr | None = Field(
+        None, description="NXCC API access key, for pulling call logs back (`backfill`)."
+    )
+    nxcc_access_secret: SecretStr | None = Field(
+        None, description="NXCC API access secret, which signs each pull. Never logged."
+    )
+    nxcc_rate: float = Field(
+        5.0, gt=0, description="At most this many requests per second to NXCC's query API."
+    )
+    nxcc_timeout_seconds: float = Field(
+        15.0, gt=0, description="How long one request to NXCC's query API may take."
+    )
+    nxcc_retries: int = Field(
+        5,
+        ge=0,
+        description="Retries (backoff with jitter) of a pull that timed out, could not "
+        "connect, or got 429 or 5xx.",
+    )
+    reconcile_every_minutes: float = Field(
+        0,
+        ge=0,
+        description="When above 0, `serve` reconciles with NXCC this often (needs the NXCC "
+        "key and secret), so an outage longer than NXCC's retry hour heals itself.",
+    )
+    reconcile_window_hours: float = Field(
+        3, gt=0, description="How far back each scheduled reconcile looks."
+    )
+
     @field_validator(
         "tokens",
         "callback_paths",
@@ -281,8 +314,8 @@ class Settings(BaseSettings):
                 continue
             if name == "tokens":
                 value = ",".join(t.get_secret_value() for t in self.tokens)
-            elif name == "metrics_token" and self.metrics_token is not None:
-                value = self.metrics_token.get_secret_value()
+            elif name in _SECRETS and getattr(self, name) is not None:
+                value = getattr(self, name).get_secret_value()
             elif isinstance(value, list):
                 value = ",".join(value)
             env[f"CDRHUB_{name.upper()}"] = str(value)
@@ -292,10 +325,14 @@ class Settings(BaseSettings):
         """The effective settings as plain values, secrets replaced by a mask."""
         values = self.model_dump(mode="json")
         values["tokens"] = [mask_secret(t.get_secret_value()) for t in self.tokens]
-        if self.metrics_token is not None:
-            values["metrics_token"] = mask_secret(self.metrics_token.get_secret_value())
+        for name in _SECRETS:
+            if getattr(self, name) is not None:
+                values[name] = mask_secret(getattr(self, name).get_secret_value())
         values["database_url"] = mask_url(self.database_url)
         return values
+
+
+_SECRETS = ("metrics_token", "nxcc_access_key", "nxcc_access_secret")
 
 
 def mask_secret(secret: str) -> str:

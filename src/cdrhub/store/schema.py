@@ -178,3 +178,27 @@ stat_hours = Table(
     Column("calls", Integer),
     Column("facts", LargeBinary),
 )
+
+# Calls that NXCC's query API also returned unchanged (cdrhub.backfill): the pull confirms the
+# push, so nothing about the call changes but this mark.
+import_marks = Table(
+    "import_marks",
+    metadata,
+    Column("call_id", Text, primary_key=True),
+    Column("seen_at", UTCDateTime(), nullable=False),
+)
+
+# Where a backfill of a range got to, so an interrupted run resumes instead of starting over.
+backfill_checkpoints = Table(
+    "backfill_checkpoints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("range_start", BigInteger, nullable=False),  # epoch seconds, inclusive
+    Column("range_end", BigInteger, nullable=False),  # epoch seconds, exclusive
+    Column("done_until", BigInteger, nullable=False),  # every window before this is stored
+    Column("counts", Text, nullable=False),  # JSON: fetched, created, updated, unchanged...
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    UniqueConstraint("range_start", "range_end"),
+)
