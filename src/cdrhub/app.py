@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from cdrhub import __version__, cdr
 from cdrhub.activity import Activity
 from cdrhub.api import api_router
+from cdrhub.backfill import ReconcileStatus
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
 from cdrhub.guard import Guard, networks
 from cdrhub.ingest import CallbackEndpoint, TokenCheck
@@ -94,6 +95,13 @@ def create_app(settings: Settings) -> FastAPI:
         timezone=settings.timezone,
     )
     metrics.watch_activity(activity.status)
+    reconciling = ReconcileStatus(
+        enabled=settings.reconcile_every_minutes > 0,
+        every_minutes=settings.reconcile_every_minutes,
+        window_hours=settings.reconcile_window_hours,
+    )
+    if reconciling.enabled:
+        metrics.watch_reconcile(reconciling.snapshot)
 
     def observe(result: str, seconds: float) -> None:
         metrics.count(result, seconds)
@@ -114,6 +122,8 @@ def create_app(settings: Settings) -> FastAPI:
             asyncio.create_task(_prune_daily(store, settings.retention_days)),
             asyncio.create_task(_refresh_statistics(store)),
         ]
+        if reconciling.enabled:
+            background.append(asyncio.create_task(_reconcile(store, settings, reconciling)))
         try:
             yield
         finally:
@@ -171,6 +181,10 @@ def create_app(settings: Settings) -> FastAPI:
         checks["pushes"] = activity.status()
         if status == "ready" and checks["pushes"]["silent"]:
             status = "degraded"
+        if reconciling.enabled:
+            checks["reconcile"] = reconciling.snapshot()
+            if status == "ready" and checks["reconcile"]["last_ok"] is False:
+                status = "degraded"
         return JSONResponse(
             {"status": status, "checks": checks},
             status_code=503 if status == "not_ready" else 200,
@@ -322,6 +336,20 @@ async def _refresh_statistics(store: Store, every_seconds: float = 30) -> None:
         except Exception as exc:  # the database may be down: the spool covers pushes, retry later
             log.warning("statistics snapshot refresh failed, will retry: %s", exc)
         await asyncio.sleep(every_seconds)
+
+
+async def _reconcile(store: Store, settings: Settings, status: ReconcileStatus) -> None:
+    """Heal, every few minutes, what the push missed over the last hours (issue: NXCC drops a
+    push after about an hour of failures). Failures are recorded in /readyz and the metrics."""
+    import time
+
+    from cdrhub.nxcc import from_settings
+
+    while True:
+        await run_in_threadpool(
+            status.run, store, lambda: from_settings(settings), int(time.time())
+        )
+        await asyncio.sleep(settings.reconcile_every_minutes * 60)
 
 
 def prepare_store(settings: Settings) -> Store:

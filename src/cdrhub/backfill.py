@@ -17,15 +17,16 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from cdrhub import cdr
 from cdrhub.errors import CdrhubError
-from cdrhub.imports import Tally, store_records
+from cdrhub.imports import Tally, differs, store_records, stored_rows
 from cdrhub.nxcc import MAX_PAGE_SIZE, Client, NxccError
 from cdrhub.store import Store
 from cdrhub.store.schema import backfill_checkpoints, calls
@@ -212,48 +213,38 @@ def reconcile(
 
 def _reconcile_hour(store: Store, client: Client, start_s: int, end_s: int, max_pages: int) -> Hour:
     records = pull(client, start_s, end_s, max_pages=max_pages)
-    ours = _stored(store, start_s, end_s)
+    ours = _stored_ids(store, start_s, end_s)
     hour = Hour(start_s, nxcc=len(records), cdrhub=len(ours))
-    wanted = []
-    theirs: set[str] = set()
+    parsed: list[tuple[dict[str, Any], cdr.CallRecord | None]] = []
     for record in records:
         body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            parsed = cdr.parse(body)
+            parsed.append((record, cdr.parse(body)))
         except CdrhubError:
-            wanted.append(record)  # stored, it is quarantined for an operator to see
-            continue
-        theirs.add(parsed.call_id)
-        known = ours.get(parsed.call_id) or _elsewhere(store, parsed.call_id)
-        if known is None:
+            parsed.append((record, None))  # stored below, it is quarantined for an operator
+    rows = stored_rows(store, (p.call_id for _, p in parsed if p is not None))
+    wanted = []
+    for record, call in parsed:
+        if call is None:
+            wanted.append(record)
+        elif call.call_id not in rows:
             hour.missing += 1
             wanted.append(record)
-        elif known != parsed.content_hash:
+        elif differs(call, rows[call.call_id]):
             hour.different += 1
             wanted.append(record)
-    hour.only_here = len(set(ours) - theirs)
+    hour.only_here = len(ours - {c.call_id for _, c in parsed if c is not None})
     hour.stored = store_records(store, wanted, origin="nxcc")
     return hour
 
 
-def _stored(store: Store, start_s: int, end_s: int) -> dict[str, str]:
-    """callId to content hash of the calls cdrhub has starting in the window."""
-    query = select(calls.c.call_id, calls.c.content_hash).where(
-        calls.c.start_time_ms >= start_s * 1000, calls.c.start_time_ms < end_s * 1000
-    )
+def _stored_ids(store: Store, start_s: int, end_s: int) -> set[str]:
+    """The callIds cdrhub has starting in the window."""
     start = datetime.fromtimestamp(start_s, UTC)
     end = datetime.fromtimestamp(end_s, UTC)
-    query = query.where(calls.c.start_time >= start, calls.c.start_time < end)  # the index
+    query = select(calls.c.call_id).where(calls.c.start_time >= start, calls.c.start_time < end)
     with store.read_engine.connect() as conn:
-        return {r[0]: r[1] for r in conn.execute(query)}
-
-
-def _elsewhere(store: Store, call_id: str) -> str | None:
-    """The content hash of a call stored under another start time (a correction moved it)."""
-    with store.read_engine.connect() as conn:
-        return conn.execute(
-            select(calls.c.content_hash).where(calls.c.call_id == call_id)
-        ).scalar_one_or_none()
+        return {r[0] for r in conn.execute(query)}
 
 
 # -- on a schedule, inside serve ------------------------------------------------------------------
@@ -279,7 +270,13 @@ class ReconcileStatus:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+            return {f.name: getattr(self, f.name) for f in fields(self) if f.name[0] != "_"}
+
+    def _failed(self, error: str) -> None:
+        with self._lock:
+            self.runs += 1
+            self.last_ok, self.last_error = False, error
+            self.last_finished_at = datetime.now(UTC).isoformat(timespec="seconds")
 
     def run(self, store: Store, make_client: Callable[[], Client], now_s: int) -> None:
         """One scheduled run over the last ``window_hours``; failures are recorded, not raised."""
@@ -289,12 +286,13 @@ class ReconcileStatus:
         try:
             with make_client() as client:
                 hours = reconcile(store, client, start_s, now_s)
-        except (NxccError, CdrhubError) as exc:
+        except (NxccError, CdrhubError, DBAPIError) as exc:
             log.warning("scheduled reconcile failed: %s", exc)
-            with self._lock:
-                self.runs += 1
-                self.last_ok, self.last_error = False, str(exc)
-                self.last_finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+            self._failed(str(exc))
+            return
+        except Exception as exc:  # a bug must not end the schedule: record it, try next time
+            log.exception("scheduled reconcile failed unexpectedly")
+            self._failed(f"unexpected error: {type(exc).__name__}: {exc}")
             return
         stored = sum(h.stored.created + h.stored.updated for h in hours)
         with self._lock:

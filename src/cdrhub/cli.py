@@ -874,18 +874,10 @@ def _refresh_statistics(store: Store, progress: Progress) -> None:
 
 
 def _nxcc_client(settings: Settings) -> Any:
-    from cdrhub.nxcc import Client, NxccError
+    from cdrhub.nxcc import NxccError, from_settings
 
-    key, secret = settings.nxcc_access_key, settings.nxcc_access_secret
     try:
-        return Client(
-            settings.nxcc_gateway,
-            key.get_secret_value() if key else "",
-            secret.get_secret_value() if secret else "",
-            timeout=settings.nxcc_timeout_seconds,
-            rate=settings.nxcc_rate,
-            retries=settings.nxcc_retries,
-        )
+        return from_settings(settings)
     except NxccError as exc:
         raise click.ClickException(str(exc)) from None
 

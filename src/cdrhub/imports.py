@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cdrhub import cdr
@@ -60,6 +61,31 @@ def store_records(store: Store, records: Iterable[dict[str, Any]], *, origin: st
     return tally
 
 
+#: What a record says about a call: every field's column (times by their exact ms).
+COMPARED = tuple(f"{f.column}_ms" if f.column in cdr.TIME_COLUMNS else f.column for f in cdr.FIELDS)
+
+
+def stored_rows(store: Store, call_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The :data:`COMPARED` columns of the stored calls among ``call_ids``."""
+    ids = list(dict.fromkeys(call_ids))
+    found: dict[str, dict[str, Any]] = {}
+    columns = [calls.c.call_id, *(calls.c[c] for c in COMPARED if c != "call_id")]
+    with store.read_engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            query = select(*columns).where(calls.c.call_id.in_(ids[i : i + 500]))
+            found.update({r["call_id"]: dict(r) for r in conn.execute(query).mappings()})
+    return found
+
+
+def differs(record: cdr.CallRecord, row: dict[str, Any]) -> bool:
+    """Whether a record says something else about a call than its stored row.
+
+    Compared by value, not by the bytes of the body: a CSV says ``"0"`` where the push said
+    ``0``, and NXCC's query API need not order or space its JSON as the push did.
+    """
+    return any(record.values.get(c) != row.get(c) for c in COMPARED)
+
+
 def _store_batch(store: Store, records: list[dict[str, Any]], origin: str) -> Tally:
     items: list[Push | Rejected] = []
     for record in records:
@@ -79,10 +105,20 @@ def _store_batch(store: Store, records: list[dict[str, Any]], origin: str) -> Ta
                     source="import",
                 )
             )
-    results = store.write(items)
-    tally = Tally(records=len(records))
-    seen: list[str] = []
-    for item, result in zip(items, results, strict=True):
+    pushes = [i for i in items if isinstance(i, Push)]
+    rows = stored_rows(store, (p.record.call_id for p in pushes))
+    same = [
+        p
+        for p in pushes
+        if p.record.call_id in rows and not differs(p.record, rows[p.record.call_id])
+    ]
+    # What the database already holds, value for value, is not written again (no new raw
+    # version, no delivery counted): only its "seen by import" mark changes.
+    skipped = {id(p) for p in same}
+    keep = [i for i in items if id(i) not in skipped]
+    results = store.write(keep) if keep else []
+    tally = Tally(records=len(records), unchanged=len(same))
+    for result in results:
         if isinstance(result, int):
             tally.quarantined += 1
         elif result == "created":
@@ -91,8 +127,7 @@ def _store_batch(store: Store, records: list[dict[str, Any]], origin: str) -> Ta
             tally.updated += 1
         else:
             tally.unchanged += 1
-            if result == "duplicate" and isinstance(item, Push):
-                seen.append(item.record.call_id)
+    seen = [p.record.call_id for p in same]
     if seen:
         mark_seen(store, seen)
     return tally
@@ -170,27 +205,29 @@ _EXPORTED = {
 
 def _csv(text: str, path: Path) -> Iterator[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text))
-    names = {f.name for f in cdr.FIELDS}
     header = reader.fieldnames or []
-    if not names & set(header) and not set(_EXPORTED) & set(header):
+    if "call_id" in header:  # cdrhub's own export
+        for row in reader:
+            yield _from_export_row(row)
+        return
+    names = {f.name for f in cdr.FIELDS}
+    if not names & set(header):
         raise ImportFileError(
             f"{path}: no known column in the header ({', '.join(header[:5])}...); expected "
             "the push's field names such as callId, startTime, agentName"
         )
     for row in reader:
-        yield _from_csv_row(row, names)
+        yield {k: v for k, v in row.items() if k in names and v is not None}
 
 
-def _from_csv_row(row: dict[str, str], names: set[str]) -> dict[str, Any]:
+def _from_export_row(row: dict[str, str]) -> dict[str, Any]:
     record: dict[str, Any] = {}
-    for key, value in row.items():
-        if key is None or value is None:
+    for column, name in _EXPORTED.items():
+        value = row.get(column)
+        if value is None:
             continue
-        if key in names:
-            record[key] = value
-        elif key in _EXPORTED:
-            # cdrhub's CSV export put a ' before text that a spreadsheet would run.
-            if value.startswith("'") and value[1:2] in ("=", "+", "-", "@", "\t", "\r"):
-                value = value[1:]
-            record[_EXPORTED[key]] = value
+        # The export put a ' before text a spreadsheet would run as a formula.
+        if value.startswith("'") and value[1:2] in ("=", "+", "-", "@", "\t", "\r"):
+            value = value[1:]
+        record[name] = value
     return record

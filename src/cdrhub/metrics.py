@@ -75,6 +75,10 @@ class Metrics:
         """Report the spool's depth and age at each scrape."""
         self.registry.register(_SpoolCollector(status))
 
+    def watch_reconcile(self, status: Callable[[], dict[str, Any]]) -> None:
+        """Report the scheduled reconcile's runs and findings at each scrape."""
+        self.registry.register(_ReconcileCollector(status))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -119,3 +123,19 @@ class _SpoolCollector(Collector):
             "Age of the oldest spooled item (0 when the spool is empty).",
             value=status["oldest_age_seconds"] or 0,
         )
+
+
+class _ReconcileCollector(Collector):
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Any:
+        status = self._status()
+        for name, key, doc in (
+            ("runs", "runs", "Scheduled reconciles run since start."),
+            ("last_ok", "last_ok", "1 when the last scheduled reconcile succeeded."),
+            ("last_missing", "last_missing", "Calls NXCC had and cdrhub lacked, last run."),
+            ("last_different", "last_different", "Calls that differed from NXCC's, last run."),
+            ("stored", "total_stored", "Calls stored by scheduled reconciles since start."),
+        ):
+            yield GaugeMetricFamily(f"cdrhub_reconcile_{name}", doc, value=float(status[key] or 0))

@@ -17,9 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from cdrhub.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +211,19 @@ class Client:
             self._next = start + self._interval
         if start > now:
             time.sleep(start - now)
+
+
+def from_settings(settings: Settings) -> Client:
+    """The client the settings describe (raises :class:`NxccError` without credentials)."""
+    key, secret = settings.nxcc_access_key, settings.nxcc_access_secret
+    return Client(
+        settings.nxcc_gateway,
+        key.get_secret_value() if key else "",
+        secret.get_secret_value() if secret else "",
+        timeout=settings.nxcc_timeout_seconds,
+        rate=settings.nxcc_rate,
+        retries=settings.nxcc_retries,
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,0 +1,347 @@
+"""Backfill, reconcile and import against a fake NXCC query API (a real HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from cdrhub import backfill, cdr, nxcc
+from cdrhub.cli import main
+from cdrhub.settings import Settings
+from cdrhub.store import Push, Store
+from cdrhub.store.schema import backfill_checkpoints, import_marks, raw_pushes
+
+from .fake_nxcc import KEY, SECRET, FakeNxcc, running
+
+BASE_S = 1_764_000_000 // 3600 * 3600  # an hour boundary, 2025-11-24
+
+
+def _record(i: int, **extra: Any) -> dict[str, Any]:
+    start = (BASE_S + (i * 37) % 36_000) * 1000 + i % 1000  # spread over ten hours
+    return {
+        "callId": f"call-{i:05d}",
+        "direction": i % 3,
+        "startTime": start,
+        "endTime": start + 60_000,
+        "answered": i % 2 == 0,
+        "agentName": f"坐席{i % 7}",
+        **extra,
+    }
+
+
+def _push(record: dict[str, Any]) -> Push:
+    body = json.dumps(record, ensure_ascii=False).encode()
+    return Push(cdr.parse(body), body)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeNxcc]:
+    with running(FakeNxcc()) as server:
+        yield server
+
+
+def _client(fake: FakeNxcc, **kw: Any) -> nxcc.Client:
+    kw = {"rate": 1000.0, "retries": 2, "backoff": 0.01, "timeout": 5.0} | kw
+    return nxcc.Client(fake.url, KEY, kw.pop("secret", SECRET), **kw)
+
+
+def test_signature_matches_the_vendors_test_vector() -> None:
+    headers = {"accessKey": "demo-ak", "ts": "1732410000123", "bizType": "8", "action": "cc"}
+    body = '{"startTime":1732406400,"endTime":1732410000,"page":1,"size":100}'
+    assert nxcc.sign(headers, body, "demo-secret") == "db51c6415c64d4ca7dd1a48269074c9d"
+
+
+def test_the_signed_body_is_the_body_sent(fake: FakeNxcc) -> None:
+    """The fake recomputes the signature over the bytes it received: a mismatch is an error."""
+    fake.records = [_record(1)]
+    with _client(fake) as client:
+        page = client.page(BASE_S, BASE_S + 36_000, 1)
+    assert [r["callId"] for r in page.records] == ["call-00001"] and page.total == 1
+    assert fake.requests == [
+        {"startTime": BASE_S, "endTime": BASE_S + 36_000, "page": 1, "size": 100}
+    ]
+
+
+def test_reconcile_fetches_exactly_what_the_push_missed(store: Store, fake: FakeNxcc) -> None:
+    """10,000 calls at NXCC, 9,000 of them pushed: reconcile stores the 1,000, then none."""
+    fake.records = [_record(i) for i in range(10_000)]
+    pushed = [r for i, r in enumerate(fake.records) if i % 10 != 3]
+    for i in range(0, len(pushed), 1000):
+        store.write([_push(r) for r in pushed[i : i + 1000]])
+    with _client(fake) as client:
+        hours = backfill.reconcile(store, client, BASE_S, BASE_S + 10 * 3600)
+        assert len(hours) == 10
+        assert sum(h.nxcc for h in hours) == 10_000 and sum(h.cdrhub for h in hours) == 9_000
+        assert sum(h.missing for h in hours) == 1_000
+        assert sum(h.stored.created for h in hours) == 1_000
+        assert sum(h.different + h.stored.updated for h in hours) == 0
+        assert store.count_calls() == 10_000
+        again = backfill.reconcile(store, client, BASE_S, BASE_S + 10 * 3600)
+    assert sum(h.missing + h.different + h.stored.created + h.stored.updated for h in again) == 0
+    assert store.count_calls() == 10_000
+
+
+def test_a_pulled_record_that_differs_becomes_a_new_version(store: Store, fake: FakeNxcc) -> None:
+    """Newest content wins, the pushed version stays, and the count of calls is unchanged."""
+    pushed, same = _record(1, answered=False), _record(2)
+    store.write([_push(pushed), _push(same)])
+    fake.records = [pushed | {"answered": True, "intent": "有意向"}, same]
+    with _client(fake) as client:
+        hours = backfill.reconcile(store, client, BASE_S, BASE_S + 36_000)
+    assert sum(h.different for h in hours) == 1 and sum(h.stored.updated for h in hours) == 1
+    row = store.get_call("call-00001")
+    assert row is not None and row["answered"] is True and row["intent"] == "有意向"
+    assert [v["source"] for v in store.raw_versions("call-00001")] == ["push", "import"]
+    assert store.count_calls() == 2
+    # A backfill over the same range: both identical now, so only "seen by import" changes.
+    with _client(fake) as client:
+        result = backfill.backfill(store, client, BASE_S, BASE_S + 36_000)
+    assert (result.tally.unchanged, result.tally.created, result.tally.updated) == (2, 0, 0)
+    with store.read_engine.connect() as conn:
+        marked = {r[0] for r in conn.execute(select(import_marks.c.call_id))}
+        versions = conn.execute(select(func.count()).select_from(raw_pushes)).scalar_one()
+    assert marked == {"call-00001", "call-00002"} and versions == 3
+
+
+def test_an_interrupted_backfill_resumes_from_its_checkpoint(store: Store, fake: FakeNxcc) -> None:
+    fake.records = [_record(i) for i in range(600)]
+    fake.fail_after = 4  # four windows answered, then the gateway breaks
+    with _client(fake, retries=0) as client, pytest.raises(nxcc.NxccError, match="HTTP 500"):
+        backfill.backfill(store, client, BASE_S, BASE_S + 10 * 3600)
+    assert 0 < store.count_calls() < 600
+    with store.read_engine.connect() as conn:
+        done = conn.execute(select(backfill_checkpoints.c.done_until)).scalar_one()
+    assert done == BASE_S + 4 * 3600
+    fake.fail_after, fake.requests = None, []
+    with _client(fake) as client:
+        result = backfill.backfill(store, client, BASE_S, BASE_S + 10 * 3600)
+    assert store.count_calls() == 600
+    assert min(q["startTime"] for q in fake.requests) == done  # finished windows not asked again
+    assert result.windows_done == 10 and result.fetched == 600
+
+
+def test_a_busy_window_is_split_until_its_pages_fit(store: Store, fake: FakeNxcc) -> None:
+    fake.records = [_record(i) | {"startTime": BASE_S * 1000 + i * 7} for i in range(450)]
+    fake.total_key = None  # no total: the client finds out by paging
+    with _client(fake) as client:
+        result = backfill.backfill(store, client, BASE_S, BASE_S + 3600, max_pages=2)
+    assert result.fetched == 450 and store.count_calls() == 450
+    assert any(q["endTime"] - q["startTime"] < 3599 for q in fake.requests)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ("list", None),
+        ("list", "totalRow"),
+        ("rows", "totalCount"),
+        ("items", None),
+        ("data", "total"),
+    ],
+)
+def test_every_documented_shape_of_data_is_read(fake: FakeNxcc, shape: tuple[str, Any]) -> None:
+    fake.records = [_record(i) for i in range(150)]
+    fake.shape, fake.total_key = shape
+    with _client(fake) as client:
+        assert len(backfill.pull(client, BASE_S, BASE_S + 36_000)) == 150
+
+
+@pytest.mark.parametrize(
+    ("script", "client_kw", "message"),
+    [
+        ([], {"secret": "wrong"}, "code 10001.*sign error.*ACCESS_SECRET.*clock"),
+        ([("raw", "<html>gateway</html>")], {}, "not JSON: <html>gateway</html>"),
+        ([("raw", '{"code":0,"data":"nope"}')], {}, 'no list of records.*"data": "nope"'),
+        ([("raw", '{"oops":1}')], {}, "not \\{code, msg, data\\}"),
+        ([("http", 404)], {}, "HTTP 404.*CDRHUB_NXCC_GATEWAY"),
+        ([("http", 503)] * 3, {}, "HTTP 503.*3 attempts"),
+        ([("code", 10002, "timestamp expired")], {}, "timestamp expired.*clock"),
+    ],
+)
+def test_errors_say_what_to_check(
+    fake: FakeNxcc, script: list[Any], client_kw: dict[str, Any], message: str
+) -> None:
+    fake.script = list(script)
+    with _client(fake, **client_kw) as client, pytest.raises(nxcc.NxccError, match=message):
+        client.page(BASE_S, BASE_S + 3600, 1)
+
+
+def test_a_skewed_clock_is_refused_with_advice(fake: FakeNxcc) -> None:
+    with _client(fake, clock=lambda: time.time() + 120) as client:
+        with pytest.raises(nxcc.NxccRefused, match="timestamp expired.*clock"):
+            client.page(BASE_S, BASE_S + 3600, 1)
+
+
+def test_timeouts_rate_limits_and_5xx_are_retried(fake: FakeNxcc) -> None:
+    fake.records = [_record(1)]
+    fake.script = [("slow", 1.0), ("retry_after", 0), ("http", 502)]
+    with _client(fake, timeout=0.3, retries=3) as client:
+        assert len(client.page(BASE_S, BASE_S + 36_000, 1).records) == 1
+    assert len(fake.requests) == 4
+
+
+def test_an_unreachable_gateway_is_a_clear_error() -> None:
+    with nxcc.Client("http://127.0.0.1:9", KEY, SECRET, retries=1, backoff=0.01) as client:
+        with pytest.raises(nxcc.NxccError, match="ConnectError.*2 attempts"):
+            client.page(BASE_S, BASE_S + 3600, 1)
+
+
+def _cli(settings: Settings, fake: FakeNxcc | None, *args: str) -> Any:
+    env = {
+        "CDRHUB_DATABASE_URL": settings.database_url,
+        "CDRHUB_TOKENS": "",
+        "CDRHUB_TIMEZONE": "Asia/Shanghai",
+        "CDRHUB_NXCC_ACCESS_KEY": KEY,
+        "CDRHUB_NXCC_ACCESS_SECRET": SECRET,
+        "CDRHUB_NXCC_RATE": "1000",
+        "CDRHUB_NXCC_RETRIES": "0",
+    }
+    if fake is not None:
+        env["CDRHUB_NXCC_GATEWAY"] = fake.url
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def test_cli_backfill_and_reconcile(store: Store, settings: Settings, fake: FakeNxcc) -> None:
+    fake.records = [_record(i) for i in range(300)]
+    span = ("--from", "2025-11-24T16:00+00:00", "--to", "2025-11-25T04:00+00:00")
+    result = _cli(settings, fake, "backfill", *span)
+    assert result.exit_code == 0, result.output
+    assert "300 calls fetched from NXCC: 300 new" in result.output
+    assert store.count_calls() == 300
+    again = _cli(settings, fake, "backfill", *span)
+    assert "0 calls fetched" in again.output, again.output  # the range is done: nothing asked
+    # reconcile looks back from now: NXCC has a call from an hour ago that never arrived
+    recent = int(time.time()) - 3600
+    fake.records.append({"callId": "recent", "direction": 0, "startTime": recent * 1000})
+    out = _cli(settings, fake, "reconcile", "--since", "3h")
+    assert out.exit_code == 0, out.output
+    assert "1 missing and 0 different calls found; 1 stored." in out.output
+    assert "only here" in out.output and store.get_call("recent") is not None
+
+
+def test_scheduled_reconcile_heals_and_reports(settings: Settings, fake: FakeNxcc) -> None:
+    """Inside serve: the run's findings in /readyz and /metrics; a failed run degrades /readyz."""
+    from fastapi.testclient import TestClient
+
+    from cdrhub.app import create_app
+
+    recent = int(time.time()) - 600
+    fake.records = [{"callId": "lost", "direction": 1, "startTime": recent * 1000}]
+    configured = settings.model_copy(
+        update={
+            "nxcc_gateway": fake.url,
+            "nxcc_access_key": SecretStr(KEY),
+            "nxcc_access_secret": SecretStr(SECRET),
+            "nxcc_rate": 1000.0,
+            "nxcc_retries": 0,
+            "reconcile_every_minutes": 0.01,
+            "reconcile_window_hours": 1,
+        }
+    )
+    with TestClient(create_app(configured)) as client:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            checks = client.get("/readyz").json()["checks"]
+            if checks["reconcile"]["runs"] >= 1:
+                break
+            time.sleep(0.1)
+        assert checks["reconcile"]["last_ok"] is True and checks["reconcile"]["total_stored"] == 1
+        assert "cdrhub_reconcile_stored 1.0" in client.get("/metrics").text
+        fake.script = [("code", 10001, "sign error")] * 50
+        while (
+            time.monotonic() < deadline
+            and client.get("/readyz").json()["checks"]["reconcile"]["last_ok"]
+        ):
+            time.sleep(0.1)
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "degraded"
+        assert "sign error" in ready["checks"]["reconcile"]["last_error"]
+        assert SECRET not in json.dumps(ready)
+
+
+def test_cli_errors_are_one_line_not_a_traceback(settings: Settings, fake: FakeNxcc) -> None:
+    fake.script = [("code", 10001, "sign error")]
+    result = _cli(settings, fake, "reconcile", "--since", "2h")
+    assert result.exit_code == 1
+    assert "Error: NXCC refused the request: code 10001" in result.output
+    assert "Traceback" not in result.output and SECRET not in result.output
+    missing = CliRunner().invoke(
+        main,
+        ["backfill", "--from", "2026-11-01", "--to", "2026-11-02"],
+        env={"CDRHUB_DATABASE_URL": settings.database_url, "CDRHUB_TOKENS": ""},
+    )
+    assert missing.exit_code == 1 and "CDRHUB_NXCC_ACCESS_KEY" in missing.output
+
+
+# -- import ---------------------------------------------------------------------------------------
+
+
+def test_import_json_jsonl_and_a_chinese_csv(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(_record(1), ensure_ascii=False), encoding="utf-8")
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps([_record(2), _record(3)], ensure_ascii=False), encoding="utf-8")
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("\n".join(json.dumps(_record(i)) for i in (4, 5)) + "\n", encoding="utf-8")
+    table = tmp_path / "console.csv"
+    table.write_text(
+        "callId,startTime,direction,answered,agentName,intent,hangupReason,totalCustomerPrice\n"
+        "csv-1,1764000000000,0,true,张三,转人工-成功,正常挂机,0.035\n"
+        "csv-2,1764000060000,2,false,,,,\n"
+        "csv-bad,not-a-time,0,,,,,\n",
+        encoding="utf-8-sig",  # as Excel saves it
+    )
+    result = _cli(settings, None, "import", str(one), str(many), str(lines), str(table))
+    assert result.exit_code == 0, result.output
+    assert "1 records quarantined" in result.output
+    assert store.count_calls() == 7
+    row = store.get_call("csv-1")
+    assert row is not None
+    assert (row["agent_name"], row["intent"], row["hangup_reason"]) == (
+        "张三",
+        "转人工-成功",
+        "正常挂机",
+    )
+    assert row["answered"] is True and row["start_time_ms"] == 1764000000000
+    assert row["source"] == "import"
+    bad = store.quarantined()
+    assert [(q["call_id"], q["source"], q["path"]) for q in bad] == [
+        ("csv-bad", "import", str(table))
+    ]
+    again = _cli(settings, None, "import", str(table))
+    assert store.count_calls() == 7 and again.exit_code == 0
+
+
+def test_import_reads_cdrhubs_own_csv_export(
+    store: Store, settings: Settings, api: Any, tmp_path: Path
+) -> None:
+    store.write([_push(_record(1, caller="=cmd|' /C calc'!A0", intent="有意向"))])
+    exported = api("/api/export", format="csv").content
+    path = tmp_path / "export.csv"
+    path.write_bytes(exported)
+    original = store.get_call("call-00001")
+    other = _cli(
+        settings.model_copy(update={"database_url": settings.database_url}),
+        None,
+        "import",
+        str(path),
+    )
+    assert other.exit_code == 0, other.output
+    assert "1 " in other.output and store.get_call("call-00001") == original  # unchanged
+
+
+def test_import_refuses_a_file_that_is_not_call_logs(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello", encoding="utf-8")
+    result = _cli(settings, None, "import", str(path))
+    assert result.exit_code == 1 and "not JSON, JSON Lines or CSV" in result.output
