@@ -33,6 +33,7 @@ from cdrhub.settings import Settings, load_settings
 from cdrhub.spool import Spool
 from cdrhub.store import Store, open_store
 from cdrhub.tokens import accepted_tokens
+from cdrhub.web import install as install_dashboard
 from cdrhub.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     app.include_router(api_router(settings, runtime.require_store))
+    install_dashboard(app, settings, runtime.require_store)
     _install_error_handlers(app)
     _document_push(app, settings.callback_paths)
     return app

@@ -1055,3 +1055,79 @@ def import_files(settings: Settings, files: tuple[Path, ...]) -> None:
     _console().print(table)
     if total.quarantined:
         click.echo(f"{total.quarantined} records quarantined: see `cdrhub quarantine list`.")
+
+
+# -- dashboard users -------------------------------------------------------------------------------
+
+
+@main.group(name="user")
+def user_group() -> None:
+    """People who sign in to the dashboard (API keys are for programs)."""
+
+
+@user_group.command(name="create")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "admin"]),
+    default="viewer",
+    show_default=True,
+    help="viewer: every page; admin: also replays quarantined payloads.",
+)
+@settings_options
+def user_create(settings: Settings, name: str, role: str) -> None:
+    """Create a dashboard user; the password is asked for (or read from standard input).
+
+    \b
+    Examples:
+        cdrhub user create alice --role admin
+        printf '%s\\n' "$PASSWORD" | cdrhub user create wall-screen
+    Passwords are stored only as argon2id hashes.
+    """
+    from cdrhub import users
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    _check_database(settings)
+    store = _store(settings)
+    try:
+        user = users.create(store, name, role, password)  # type: ignore[arg-type]
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"user {user.name} ({user.role}) created; sign in at /login")
+
+
+@user_group.command(name="list")
+@settings_options
+def user_list(settings: Settings) -> None:
+    """Every dashboard user and their role."""
+    from cdrhub import users
+
+    store = _store(settings)
+    try:
+        table = Table("name", "role", "created")
+        for user in users.all_users(store):
+            table.add_row(user.name, user.role, user.created_at.isoformat(timespec="seconds"))
+    finally:
+        store.close()
+    _console().print(table)
+
+
+@user_group.command(name="delete")
+@click.argument("name")
+@settings_options
+def user_delete(settings: Settings, name: str) -> None:
+    """Delete a dashboard user (their open sessions end at their next click)."""
+    from cdrhub import users
+
+    store = _store(settings)
+    try:
+        if not users.remove(store, name):
+            raise click.ClickException(f"no user named {name!r}")
+    finally:
+        store.close()
+    click.echo(f"user {name} deleted")

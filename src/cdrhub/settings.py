@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         "included) before the server exits.",
     )
 
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs the dashboard's session cookies (default: generated on first "
+        "start into `data_dir`/session.key). Changing it signs everyone out.",
+    )
     nxcc_gateway: str = Field(
         "https://api2.nxcloud.com",
         description="NXCC's API gateway for `backfill` and `reconcile` (regional ones: "
@@ -332,7 +337,7 @@ class Settings(BaseSettings):
         return values
 
 
-_SECRETS = ("metrics_token", "nxcc_access_key", "nxcc_access_secret")
+_SECRETS = ("metrics_token", "session_secret", "nxcc_access_key", "nxcc_access_secret")
 
 
 def mask_secret(secret: str) -> str:

@@ -202,3 +202,15 @@ backfill_checkpoints = Table(
     Column("finished_at", UTCDateTime()),
     UniqueConstraint("range_start", "range_end"),
 )
+
+# People who sign in to the dashboard (cdrhub.users). Passwords are argon2id hashes.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("name"),
+)

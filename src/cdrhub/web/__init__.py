@@ -1,0 +1,92 @@
+"""The web dashboard for the call-center team: sign-in, overview, calls, call detail, quarantine.
+
+:func:`install` adds it to an app: signed session cookies, security headers (a CSP that allows
+no inline script), the static files shipped in the package, and the pages of :mod:`.routes`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cdrhub.settings import Settings
+from cdrhub.store import Store
+from cdrhub.tokens import read_token_file, write_token_file
+from cdrhub.web.routes import SignInRequired, dashboard_router
+
+#: No inline script or style, nothing from elsewhere but recordings (NXCC serves them).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' https: http:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+def session_secret(settings: Settings) -> str:
+    """``CDRHUB_SESSION_SECRET``, or one generated on first start into ``data_dir``.
+
+    Kept on disk so sessions survive restarts and are shared by ``--workers``.
+    """
+    if settings.session_secret is not None:
+        return settings.session_secret.get_secret_value()
+    path = Path(settings.data_dir) / "session.key"
+    stored = read_token_file(path)
+    if stored:
+        return stored[0]
+    secret = secrets.token_urlsafe(48)
+    write_token_file(path, [secret])
+    return read_token_file(path)[0]
+
+
+class SecurityHeaders:
+    """Adds the CSP and friends to every response that does not set its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in _HEADERS if k not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def install(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> None:
+    """Add the dashboard to ``app``."""
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie="cdrhub_session",
+        max_age=12 * 3600,
+        same_site="lax",
+        https_only=settings.public_url.startswith("https://") if settings.public_url else False,
+    )
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.include_router(dashboard_router(settings, get_store))
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in(request: Request, exc: SignInRequired) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(exc.next_url, safe='/')}", status_code=303)
