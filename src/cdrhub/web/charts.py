@@ -13,6 +13,15 @@ def _label(key: str, unit: str) -> str:
     return key[11:16] if unit == "hour" else key[5:10]
 
 
+def _thin(bars: list[dict[str, Any]], most: int = 12) -> list[dict[str, Any]]:
+    """Keep every n-th axis label so at most ``most`` show (30 days of dates would overlap)."""
+    step = max(1, -(-len(bars) // most))
+    for i, bar in enumerate(bars):
+        if i % step:
+            bar["label"] = ""
+    return bars
+
+
 def volume(groups: list[dict[str, Any]], unit: str) -> list[dict[str, Any]]:
     """Per time bucket: answered, unanswered (not abandoned) and abandoned, stacked."""
     top = max((g["calls"] for g in groups), default=0) or 1
@@ -32,7 +41,7 @@ def volume(groups: list[dict[str, Any]], unit: str) -> list[dict[str, Any]]:
                 "calls": g["calls"],
             }
         )
-    return out
+    return _thin(out)
 
 
 def service_level(groups: list[dict[str, Any]], unit: str) -> list[dict[str, Any]]:
@@ -50,7 +59,7 @@ def service_level(groups: list[dict[str, Any]], unit: str) -> list[dict[str, Any
                 "height": 0 if level is None else 100 * level,
             }
         )
-    return out
+    return _thin(out)
 
 
 def bars(items: list[tuple[Any, int]]) -> list[dict[str, Any]]:

@@ -181,7 +181,7 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
                 [(g["key"]["hangup_reason"], g["calls"]) for g in report(("hangup_reason",))]
             ),
             "agents": agents,
-            "aicc": report(("task_id", "intent"), aicc),
+            "aicc": sorted(report(("task_id", "intent"), aicc), key=lambda g: -g["calls"])[:15],
             "live": end > datetime.now(UTC),
             "query": urlencode({k: v for k, v in params.items() if k in _OVERVIEW_PARAMS}),
             "api_query": urlencode({k: v for k, v in raw.items() if v}),
