@@ -49,6 +49,8 @@ PAGE_SIZE = 50
 #: How far before a poll's mark a live row may have started: NXCC pushes a call when it ends,
 #: so a call that arrives now may have started long before the calls already on the page.
 _LIVE_LOOKBACK = timedelta(days=1)
+#: How far a live poll looks back before its mark (see ``calls_rows``).
+_LIVE_OVERLAP = timedelta(seconds=5)
 
 
 class SignInRequired(Exception):
@@ -135,8 +137,9 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     def current_user(request: Request) -> users.User:
         uid = request.session.get("uid")
         user = users.get(get_store(), uid) if isinstance(uid, int) else None
-        if user is None:
-            request.session.pop("uid", None)
+        if user is None or not hmac.compare_digest(user.stamp, str(request.session.get("stamp"))):
+            # Deleted, or the password changed since this session signed in.
+            request.session.clear()
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(target)
         return user
@@ -198,6 +201,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         failures.pop(keys[0], None)
         request.session.clear()  # a new session on sign-in: no fixation
         request.session["uid"] = user.id
+        request.session["stamp"] = user.stamp
         request.session["csrf"] = secrets.token_urlsafe(24)
         return RedirectResponse(safe_next(next), status_code=303)
 
@@ -322,12 +326,18 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
 
     @router.get("/calls/rows")
     def calls_rows(request: Request, after: int = 0) -> Response:
-        """Calls that arrived after ``after`` (epoch ms) and match the page's filters, newest
-        arrival first: what the calls page adds to its top without reloading."""
+        """Calls that arrived since ``after`` (epoch ms, from the page or the last poll) and
+        match the page's filters, newest arrival first: what the calls page adds to its top.
+
+        The window reaches :data:`_LIVE_OVERLAP` further back, as a push is stamped when it
+        arrives but becomes visible at its commit, a moment later; the page drops rows it
+        already shows. ``X-Cdrhub-After`` is the ``after`` for the next poll.
+        """
         user = current_user(request)
+        polled = int(time.time() * 1000)
         params = {k: v for k, v in request.query_params.items() if k in _CALL_PARAMS}
         where = call_filter(params, zone)
-        mark = datetime.fromtimestamp(max(after, 0) / 1000, UTC)
+        mark = datetime.fromtimestamp(max(after, 0) / 1000, UTC) - _LIVE_OVERLAP
         live = (
             select(calls_table)
             .where(
@@ -341,10 +351,9 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         )
         with get_store().read_engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(live).mappings()]
-        newest = max((r["received_at"] for r in rows), default=mark)
         items = [_row(query.to_item(r, zone)) for r in rows]
         response = page(request, "_rows.html", user, calls=items)
-        response.headers["X-Cdrhub-After"] = str(int(newest.timestamp() * 1000))
+        response.headers["X-Cdrhub-After"] = str(polled)
         return response
 
     @router.get("/calls/export")

@@ -57,16 +57,23 @@ function pollCalls() {
       var doc = new DOMParser().parseFromString(
         "<table><tbody>" + got.html + "</tbody></table>", "text/html");
       var rows = Array.from(doc.querySelectorAll("tr"));
+      var added = 0;
       rows.reverse().forEach(function (row) {
         var id = row.getAttribute("data-id");
-        Array.from(body.rows).forEach(function (old) {
-          if (old.getAttribute("data-id") === id) old.remove();  // a corrected call: replace
+        var shown = Array.from(body.rows).filter(function (old) {
+          return old.getAttribute("data-id") === id;
         });
-        row.classList.add("new");
-        body.insertBefore(document.importNode(row, true), body.firstChild);
-        seen += 1;
+        var fresh = document.importNode(row, true);
+        fresh.classList.add("new");
+        if (shown.length) {  // already on the page (a correction, or the poll overlap)
+          body.replaceChild(fresh, shown[0]);
+          return;
+        }
+        body.insertBefore(fresh, body.firstChild);
+        added += 1;
       });
-      if (rows.length) {
+      seen += added;
+      if (added) {
         document.getElementById("live-count").textContent = seen;
         document.getElementById("live-note").hidden = false;
         var none = document.getElementById("no-calls");
