@@ -1086,10 +1086,7 @@ def user_create(settings: Settings, name: str, role: str) -> None:
     """
     from cdrhub import users
 
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = _read_password()
     _check_database(settings)
     store = _store(settings)
     try:
@@ -1099,6 +1096,38 @@ def user_create(settings: Settings, name: str, role: str) -> None:
     finally:
         store.close()
     click.echo(f"user {user.name} ({user.role}) created; sign in at /login")
+
+
+def _read_password() -> str:
+    """Asked for twice on a terminal; else the first line of standard input (scripts)."""
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@user_group.command(name="passwd")
+@click.argument("name")
+@settings_options
+def user_passwd(settings: Settings, name: str) -> None:
+    """Set a new password for a dashboard user (asked for, or read from standard input).
+
+    \b
+    Example:
+        cdrhub user passwd alice
+    Every session signed in with the old password ends at its next click.
+    """
+    from cdrhub import users
+
+    password = _read_password()
+    store = _store(settings)
+    try:
+        if not users.set_password(store, name, password):
+            raise click.ClickException(f"no user named {name!r} (see `cdrhub user list`)")
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"password of {name} changed")
 
 
 @user_group.command(name="list")

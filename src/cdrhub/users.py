@@ -7,9 +7,10 @@ Roles: ``viewer`` sees everything; ``admin`` may also replay quarantined payload
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -30,14 +31,24 @@ _DUMMY = _hasher.hash("not a password of anyone")
 
 @dataclass(frozen=True, slots=True)
 class User:
+    """A dashboard account, without its password hash."""
+
     id: int
     name: str
     role: Role
     created_at: datetime
+    #: Changes whenever the password does: a session remembers it, so a new password ends
+    #: every session signed in with the old one.
+    stamp: str = ""
 
 
 class UserError(ValueError):
     """A user that cannot be created or changed, with the reason."""
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
 
 
 def create(store: Store, name: str, role: Role, password: str) -> User:
@@ -47,8 +58,7 @@ def create(store: Store, name: str, role: Role, password: str) -> User:
         raise UserError("a user needs a name")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD:
-        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
+    _check_password(password)
     values = {
         "name": name,
         "role": role,
@@ -60,7 +70,7 @@ def create(store: Store, name: str, role: Role, password: str) -> User:
             new_id = conn.execute(insert(users).returning(users.c.id), values).scalar_one()
     except IntegrityError:
         raise UserError(f"a user named {name!r} exists already") from None
-    return User(int(new_id), name, role, values["created_at"])
+    return User(int(new_id), name, role, values["created_at"], _stamp(values["password_hash"]))
 
 
 def authenticate(store: Store, name: str, password: str) -> User | None:
@@ -74,26 +84,47 @@ def authenticate(store: Store, name: str, password: str) -> User | None:
     if row is None:
         return None
     if _hasher.check_needs_rehash(row["password_hash"]):
+        # Stronger parameters since this hash was made: upgrade it now that we know the password
+        # (the session then remembers the new hash's stamp).
+        fresh = _hasher.hash(password)
         with store.writing() as conn:
-            conn.execute(
-                update(users)
-                .where(users.c.id == row["id"])
-                .values(password_hash=_hasher.hash(password))
-            )
-    return User(row["id"], row["name"], row["role"], row["created_at"])
+            conn.execute(update(users).where(users.c.id == row["id"]).values(password_hash=fresh))
+        row = {**row, "password_hash": fresh}
+    return _user(row)
+
+
+def _stamp(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def _user(row: Any) -> User:
+    return User(
+        row["id"], row["name"], row["role"], row["created_at"], _stamp(row["password_hash"])
+    )
 
 
 def get(store: Store, user_id: int) -> User | None:
     """A user by id (what a session cookie names)."""
     with store.read_engine.connect() as conn:
         row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
-    return User(row["id"], row["name"], row["role"], row["created_at"]) if row else None
+    return _user(row) if row else None
+
+
+def set_password(store: Store, name: str, password: str) -> bool:
+    """Replace a user's password (False if there is no such user)."""
+    _check_password(password)
+    with store.writing() as conn:
+        result = conn.execute(
+            update(users).where(users.c.name == name).values(password_hash=_hasher.hash(password))
+        )
+        return result.rowcount > 0
 
 
 def all_users(store: Store) -> list[User]:
+    """Every user, by name."""
     with store.read_engine.connect() as conn:
         rows = conn.execute(select(users).order_by(users.c.name)).mappings()
-        return [User(r["id"], r["name"], r["role"], r["created_at"]) for r in rows]
+        return [_user(r) for r in rows]
 
 
 def remove(store: Store, name: str) -> bool:

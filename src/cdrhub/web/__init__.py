@@ -7,12 +7,13 @@ no inline script), the static files shipped in the package, and the pages of :mo
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.tokens import read_token_file, write_token_file
-from cdrhub.web.routes import SignInRequired, dashboard_router
+from cdrhub.web.routes import PageError, SignInRequired, dashboard_router, make_pages
 
 #: No inline script or style, nothing from elsewhere but recordings (NXCC serves them).
 CSP = (
@@ -28,12 +29,16 @@ CSP = (
     "media-src 'self' https: http:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
+#: FastAPI's own API browser (/docs, /redoc) is an inline script loading from a CDN: the strict
+#: policy would blank it, so it keeps FastAPI's behaviour (it shows no call data).
+_API_BROWSER = ("/docs", "/docs/oauth2-redirect", "/redoc")
 _HEADERS = [
-    (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+#: Paths that are the dashboard's (timed with Server-Timing); the rest is API, health, pushes.
+_NOT_DASHBOARD = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/static/")
 
 
 def session_secret(settings: Settings) -> str:
@@ -49,11 +54,13 @@ def session_secret(settings: Settings) -> str:
         return stored[0]
     secret = secrets.token_urlsafe(48)
     write_token_file(path, [secret])
+    # Read back: when several workers start at once, all use whichever file won.
     return read_token_file(path)[0]
 
 
 class SecurityHeaders:
-    """Adds the CSP and friends to every response that does not set its own."""
+    """Adds the CSP and friends to every response that does not set its own, and a
+    ``Server-Timing`` header to dashboard pages (what the overview's speed target measures)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,11 +69,20 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope["path"]
+        headers = list(_HEADERS)
+        if path not in _API_BROWSER:
+            headers.append((b"content-security-policy", CSP.encode()))
+        timed = not path.startswith(_NOT_DASHBOARD)
+        started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in _HEADERS if k not in present]
+                extra = [(k, v) for k, v in headers if k not in present]
+                if timed:
+                    spent = (time.perf_counter() - started) * 1000
+                    extra.append((b"server-timing", f"app;dur={spent:.1f}".encode()))
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
@@ -85,8 +101,13 @@ def install(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) ->
         https_only=settings.public_url.startswith("https://") if settings.public_url else False,
     )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    app.include_router(dashboard_router(settings, get_store))
+    pages = make_pages(settings)
+    app.include_router(dashboard_router(pages, settings, get_store))
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, exc: SignInRequired) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(exc.next_url, safe='/')}", status_code=303)
+
+    @app.exception_handler(PageError)
+    def page_error(request: Request, exc: PageError) -> Response:
+        return pages.error(request, exc)

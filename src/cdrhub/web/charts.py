@@ -39,6 +39,9 @@ def volume(groups: list[dict[str, Any]], unit: str) -> list[dict[str, Any]]:
                 "unanswered": 100 * unanswered / top,
                 "abandoned": 100 * g["abandoned"] / top,
                 "calls": g["calls"],
+                "answered_calls": g["answered"],
+                "unanswered_calls": unanswered,
+                "abandoned_calls": g["abandoned"],
             }
         )
     return _thin(out)

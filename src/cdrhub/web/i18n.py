@@ -6,6 +6,8 @@ browser's ``Accept-Language``. A missing translation shows the English text, nev
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 LANGUAGES = {"en": "English", "zh-CN": "简体中文"}
 
 _ZH = {
@@ -85,9 +87,105 @@ _ZH = {
     "Updated live": "实时更新",
     "new calls": "条新通话",
     "hangup by": "挂断方",
+    "Error": "出错了",
+    "Sorry": "抱歉",
+    "Back to the overview": "返回概览",
+    "This page is for admins.": "此页面仅限管理员。",
+    "No call with this id.": "没有这个通话ID的记录。",
+    "The form expired or came from another site; reload the page.": "表单已过期或来自其他网站，请刷新页面。",
+    "All times are shown in the call center time zone": "所有时间均按呼叫中心时区显示",
+    "Accounts are created by an administrator with `cdrhub user create`.": "账号由管理员用 `cdrhub user create` 创建。",
+    "answered": "已接通",
+    "per hour": "按小时",
+    "per day": "按天",
+    "Highest": "最高",
+    "AICC calls by task": "AI外呼：按任务",
+    "AICC calls by intent": "AI外呼：按意向",
+    "caller or callee, starts with": "主叫或被叫号码开头",
+    "Clear": "清除",
+    "Newest calls": "最新通话",
+    "Not answered": "未接通",
+    "Abandoned in queue": "排队中放弃",
+    "short": "短时放弃",
+    "Speed of answer": "应答速度",
+    "No times in this call log.": "此通话记录没有时间信息。",
+    "Recordings are kept on NXCC's storage and their links can expire.": "录音保存在 NXCC 的存储上，链接可能会过期。",
+    "current": "当前版本",
+    "push": "推送",
+    "import": "导入",
+    "replay": "重放",
+    "Pushes that carried a valid token but could not be stored. Replay stores those that today's cdrhub accepts; the others stay here.": "令牌正确但无法保存的推送。重放会保存当前版本 cdrhub 能接受的记录，其余的留在这里。",
+    "Replayed": "已重放",
+    "stored": "已保存",
+    "not stored": "未保存",
+    "expected": "应为",
+    "Body": "原始内容",
+    "cut at the size limit": "超出大小限制被截断",
+    "?": "?",
+    # The NXCC fields, in plain words (the call page; the raw name is shown beside).
+    "field:agentName": "坐席账号",
+    "field:agentNickName": "坐席昵称",
+    "field:answerTime": "接听时间",
+    "field:callDuration": "通话时长",
+    "field:callee": "被叫号码",
+    "field:caller": "主叫号码",
+    "field:callId": "通话ID",
+    "field:direction": "呼叫方向",
+    "field:dtmfKeys": "按键 (DTMF)",
+    "field:endTime": "结束时间",
+    "field:hangupBy": "挂断方",
+    "field:hangupCode": "挂断码",
+    "field:callStatus": "通话状态",
+    "field:hangupReason": "挂断原因",
+    "field:inQueueTime": "进入队列时间",
+    "field:leaveMsgUrl": "留言录音地址",
+    "field:orderId": "订单ID",
+    "field:other": "透传数据",
+    "field:intent": "意向",
+    "field:outQueueTime": "离开队列时间",
+    "field:queueDuration": "排队时长",
+    "field:recordUrl": "录音地址",
+    "field:ringDuration": "振铃时长",
+    "field:ringTime": "振铃开始时间",
+    "field:startTime": "开始时间",
+    "field:taskId": "AI外呼任务ID",
+    "field:answered": "是否接通",
+    "field:totalCustomerPrice": "费用",
 }
 
-CATALOGS = {"en": {}, "zh-CN": _ZH}
+#: English needs only the NXCC field names in plain words; everything else is written in English.
+_EN = {
+    "field:agentName": "Agent account",
+    "field:agentNickName": "Agent nickname",
+    "field:answered": "Answered",
+    "field:answerTime": "Answered at",
+    "field:callDuration": "Call duration (as sent)",
+    "field:callee": "Called number",
+    "field:caller": "Calling number",
+    "field:callId": "Call id",
+    "field:direction": "Direction",
+    "field:dtmfKeys": "Keys pressed (DTMF)",
+    "field:endTime": "Ended at",
+    "field:hangupBy": "Hung up by",
+    "field:hangupCode": "Hangup code",
+    "field:callStatus": "Call status",
+    "field:hangupReason": "Hangup reason",
+    "field:inQueueTime": "Entered the queue at",
+    "field:leaveMsgUrl": "Voicemail link",
+    "field:orderId": "Your order id",
+    "field:other": "Pass-through data",
+    "field:intent": "AI intent",
+    "field:outQueueTime": "Left the queue at",
+    "field:queueDuration": "Time in queue (as sent)",
+    "field:recordUrl": "Recording link",
+    "field:ringDuration": "Ringing time (as sent)",
+    "field:ringTime": "Started ringing at",
+    "field:startTime": "Started at",
+    "field:taskId": "AICC task id",
+    "field:totalCustomerPrice": "Cost",
+}
+
+CATALOGS = {"en": _EN, "zh-CN": _ZH}
 
 
 def choose(cookie: str | None, accept_language: str | None) -> str:
@@ -103,6 +201,10 @@ def choose(cookie: str | None, accept_language: str | None) -> str:
     return "en"
 
 
-def translator(language: str):
+def translator(language: str) -> Callable[[str], str]:
+    """``t(text)`` for templates: the text in ``language``, else as written (English)."""
     catalog = CATALOGS.get(language, {})
+    if language != "en":
+        # A field name missing from a catalog still reads as English words, never as camelCase.
+        catalog = {**_EN, **catalog}
     return lambda text: catalog.get(text, text)

@@ -15,16 +15,18 @@ import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import ColumnElement, func, or_, select
 
 from cdrhub import cdr, export, query, stats, users
 from cdrhub.columns import Facts
@@ -32,12 +34,23 @@ from cdrhub.errors import InvalidParameter
 from cdrhub.quarantine import replay, replay_all
 from cdrhub.settings import Settings
 from cdrhub.store import Store
+from cdrhub.store.schema import calls as calls_table
 from cdrhub.web import charts, i18n
 
 HERE = Path(__file__).parent
 RANGES = ("today", "yesterday", "7d", "30d", "custom")
-_FAILURES_ALLOWED = 5
-_FAILURE_WINDOW = 60.0
+#: Wrong passwords for one name from one address within the window before sign-in is refused.
+FAILURES_PER_NAME = 5
+#: Wrong passwords from one address (any names) within the window: stops spraying many names.
+FAILURES_PER_ADDRESS = 20
+FAILURE_WINDOW = 60.0
+#: Rows per page of the calls table.
+PAGE_SIZE = 50
+#: How far before a poll's mark a live row may have started: NXCC pushes a call when it ends,
+#: so a call that arrives now may have started long before the calls already on the page.
+_LIVE_LOOKBACK = timedelta(days=1)
+#: How far a live poll looks back before its mark (see ``calls_rows``).
+_LIVE_OVERLAP = timedelta(seconds=5)
 
 
 class SignInRequired(Exception):
@@ -47,35 +60,86 @@ class SignInRequired(Exception):
         self.next_url = next_url
 
 
-def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
-    """Routes of the dashboard, on the app's store and the configured time zone."""
-    router = APIRouter(include_in_schema=False)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(duration=duration, percent=percent)
-    zone = ZoneInfo(settings.timezone)
-    failures: dict[str, deque[float]] = defaultdict(deque)
+class PageError(Exception):
+    """A dashboard request that cannot be served: shown as a page in the reader's language
+    (the API's JSON errors are for programs)."""
 
-    def page(request: Request, name: str, user: users.User | None, **context: Any) -> Response:
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Pages:
+    """Renders the dashboard's templates with what every page needs (user, language, zone)."""
+
+    settings: Settings
+    templates: Jinja2Templates
+    zone: ZoneInfo
+    #: Finds the signed-in user for an error page (set by :func:`dashboard_router`).
+    lookup: Callable[[int], users.User | None] | None = None
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        user: users.User | None,
+        status: int = 200,
+        **context: Any,
+    ) -> Response:
+        """Render ``name`` for ``request``; every value in ``context`` is autoescaped."""
         language = i18n.choose(request.cookies.get("lang"), request.headers.get("accept-language"))
-        return templates.TemplateResponse(
+        translate = i18n.translator(language)
+        return self.templates.TemplateResponse(
             request,
             name,
             {
                 "user": user,
-                "t": i18n.translator(language),
+                "t": translate,
                 "language": language,
                 "languages": i18n.LANGUAGES,
-                "zone": settings.timezone,
+                "zone": self.settings.timezone,
                 "csrf": _csrf_token(request),
+                "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
                 **context,
             },
+            status_code=status,
         )
+
+    def error(self, request: Request, error: PageError) -> Response:
+        """The error page; signed-in users keep their navigation."""
+        uid = request.session.get("uid") if "session" in request.scope else None
+        user = self.lookup(uid) if isinstance(uid, int) and self.lookup else None
+        return self.render(request, "error.html", user, status=error.status, message=error.message)
+
+
+def make_pages(settings: Settings) -> Pages:
+    """The template environment: autoescaping on, and the helpers templates format with."""
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.autoescape = True  # every template, whatever its name: call data is hostile
+    zone = ZoneInfo(settings.timezone)
+    templates.env.globals.update(duration=duration, percent=percent, money=money)
+    templates.env.filters["local"] = lambda ms: local_time(ms, zone)
+    templates.env.filters["quote_id"] = lambda value: quote(str(value), safe="")
+    return Pages(settings, templates, zone)
+
+
+def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
+    """Routes of the dashboard, on the app's store and the configured time zone."""
+    router = APIRouter(include_in_schema=False)
+    zone = pages.zone
+    page = pages.render
+    failures: dict[str, deque[float]] = defaultdict(deque)
+
+    pages.lookup = lambda uid: users.get(get_store(), uid)
 
     def current_user(request: Request) -> users.User:
         uid = request.session.get("uid")
         user = users.get(get_store(), uid) if isinstance(uid, int) else None
-        if user is None:
-            request.session.pop("uid", None)
+        if user is None or not hmac.compare_digest(user.stamp, str(request.session.get("stamp"))):
+            # Deleted, or the password changed since this session signed in.
+            request.session.clear()
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(target)
         return user
@@ -83,14 +147,27 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
     def admin(request: Request) -> users.User:
         user = current_user(request)
         if user.role != "admin":
-            raise HTTPException(403, "this page is for admins")
+            raise PageError(403, "This page is for admins.")
         return user
 
     # -- sign-in -------------------------------------------------------------------------------
 
+    def throttled(keys: tuple[str, str]) -> bool:
+        """Whether too many recent failures name this user+address, or this address."""
+        now = time.monotonic()
+        for key in keys:
+            recent = failures[key]
+            while recent and recent[0] < now - FAILURE_WINDOW:
+                recent.popleft()
+            if not recent:
+                del failures[key]
+        per_name = len(failures.get(keys[0], ()))
+        per_address = len(failures.get(keys[1], ()))
+        return per_name >= FAILURES_PER_NAME or per_address >= FAILURES_PER_ADDRESS
+
     @router.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
-        return page(request, "login.html", None, next=_safe_next(next), error=None)
+        return page(request, "login.html", None, next=safe_next(next), error=None)
 
     @router.post("/login")
     def login(
@@ -101,30 +178,32 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
         next: str = Form("/"),
     ) -> Response:
         _check_csrf(request, csrf)
-        key = f"{name.strip().lower()}|{request.client.host if request.client else ''}"
-        recent = failures[key]
-        now = time.monotonic()
-        while recent and recent[0] < now - _FAILURE_WINDOW:
-            recent.popleft()
-        if len(recent) >= _FAILURES_ALLOWED:
+        address = request.client.host if request.client else ""
+        keys = (f"{name.strip().lower()}|{address}", f"|{address}")
+        if throttled(keys):
             error = "Too many attempts; wait a minute and try again."
-            response = page(request, "login.html", None, next=_safe_next(next), error=error)
-            response.status_code = 429
-            response.headers["Retry-After"] = str(int(_FAILURE_WINDOW))
+            response = page(request, "login.html", None, 429, next=safe_next(next), error=error)
+            response.headers["Retry-After"] = str(int(FAILURE_WINDOW))
             return response
         user = users.authenticate(get_store(), name, password)
         if user is None:
-            recent.append(now)
-            response = page(
-                request, "login.html", None, next=_safe_next(next), error="Wrong name or password."
+            now = time.monotonic()
+            for key in keys:
+                failures[key].append(now)
+            return page(
+                request,
+                "login.html",
+                None,
+                401,
+                next=safe_next(next),
+                error="Wrong name or password.",
             )
-            response.status_code = 401
-            return response
-        recent.clear()
+        failures.pop(keys[0], None)
         request.session.clear()  # a new session on sign-in: no fixation
         request.session["uid"] = user.id
+        request.session["stamp"] = user.stamp
         request.session["csrf"] = secrets.token_urlsafe(24)
-        return RedirectResponse(_safe_next(next), status_code=303)
+        return RedirectResponse(safe_next(next), status_code=303)
 
     @router.post("/logout")
     def logout(request: Request, csrf: str = Form("")) -> Response:
@@ -134,7 +213,7 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
 
     @router.get("/lang/{code}")
     def switch_language(code: str, request: Request, next: str = "/") -> Response:
-        response = RedirectResponse(_safe_next(next), status_code=303)
+        response = RedirectResponse(safe_next(next), status_code=303)
         if code in i18n.LANGUAGES:
             response.set_cookie("lang", code, max_age=365 * 86400, samesite="lax", httponly=True)
         return response
@@ -146,6 +225,7 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
         chosen = chosen if chosen in RANGES else "today"
         start, end = _range(chosen, params, zone)
         direction = params.get("direction", "")
+        direction = direction if direction in ("0", "1", "2") else ""
         raw = {"from": start.isoformat(), "to": end.isoformat(), "direction": direction}
         where = query.parse_filters(raw, zone)
         names = ("agent", "task_id", "intent", "hangup_reason")
@@ -161,30 +241,41 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
                 short_abandon_seconds=settings.short_abandon_seconds,
             )
 
+        def counted(name: str, subset: Facts | None) -> list[dict[str, Any]]:
+            """Calls per value of ``name`` as bars (none when the subset is not shown)."""
+            if subset is None:
+                return []
+            return charts.bars([(g["key"][name], g["calls"]) for g in report((name,), subset)])
+
         total = report(())[0]
         over_time = report((unit,))
         agents = sorted(
             (g for g in report(("agent",)) if g["key"]["agent"] is not None),
             key=lambda g: (-g["answered"], -g["calls"]),
         )[:10]
-        aicc = _only(facts, facts.arrays["direction"] == 2)
+        show_aicc = direction in ("", "2")
+        aicc = _only(facts, facts.arrays["direction"] == 2) if show_aicc else None
         return {
             "range": chosen,
             "ranges": RANGES,
             "start": start,
             "end": end,
             "direction": direction,
+            "directions": cdr.DIRECTIONS,
+            "unit": unit,
             "total": total,
             "volume": charts.volume(over_time, unit),
             "service": charts.service_level(over_time, unit),
-            "reasons": charts.bars(
-                [(g["key"]["hangup_reason"], g["calls"]) for g in report(("hangup_reason",))]
-            ),
+            "reasons": counted("hangup_reason", facts),
             "agents": agents,
-            "aicc": sorted(report(("task_id", "intent"), aicc), key=lambda g: -g["calls"])[:15],
+            "aicc": aicc is not None,
+            "aicc_calls": len(aicc) if aicc is not None else 0,
+            "tasks": counted("task_id", aicc),
+            "intents": counted("intent", aicc),
             "live": end > datetime.now(UTC),
             "query": urlencode({k: v for k, v in params.items() if k in _OVERVIEW_PARAMS}),
             "api_query": urlencode({k: v for k, v in raw.items() if v}),
+            "rendered": datetime.now(zone),
         }
 
     @router.get("/")
@@ -194,63 +285,86 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
 
     @router.get("/overview/live")
     def overview_live(request: Request) -> Response:
+        """The overview's figures alone, which the page swaps in (no reload)."""
         user = current_user(request)
         context = overview_context(request.query_params)
         return page(request, "_overview_body.html", user, **context)
 
     # -- calls ---------------------------------------------------------------------------------
 
-    def call_filter(params: Mapping[str, str]) -> query.CallFilter:
-        raw = {k: v for k, v in params.items() if k in query.FILTER_NAMES}
-        number = params.get("number", "").strip()
-        if number:
-            raw["caller_prefix"] = number
-        return query.parse_filters(raw, zone)
-
     @router.get("/calls")
     def calls_page(request: Request) -> Response:
         user = current_user(request)
         params = dict(request.query_params)
         error = None
+        cursor = params.get("cursor") or None
         try:
-            where = call_filter(params)
-            listing = query.list_calls(
-                get_store(), where, zone, limit=50, cursor=params.get("cursor") or None
-            )
+            where = call_filter(params, zone)
+            listing = query.list_calls(get_store(), where, zone, limit=PAGE_SIZE, cursor=cursor)
         except InvalidParameter as exc:
-            error, listing = exc.detail, query.Page([], None)
-        kept = {k: v for k, v in params.items() if k != "cursor" and v}
+            problems = "; ".join(f"{p.field}: {p.expected}" for p in exc.fields)
+            error, listing = f"{exc.detail} ({problems})", query.Page([], None)
+        kept = {k: v for k, v in params.items() if k in _CALL_PARAMS and v}
         return page(
             request,
             "calls.html",
             user,
+            status=422 if error else 200,
             params=params,
             calls=[_row(item) for item in listing.items],
             error=error,
             next_url="/calls?" + urlencode({**kept, "cursor": listing.next_cursor})
             if listing.next_cursor
             else None,
+            first_url="/calls?" + urlencode(kept) if cursor else None,
             export_url="/calls/export?" + urlencode(kept),
-            rows_url="/calls/rows?" + urlencode(kept),
+            # Live rows only on the first page: later pages are further back in time.
+            rows_url="/calls/rows?" + urlencode(kept) if not cursor and not error else "",
+            since=int(time.time() * 1000),
             directions=cdr.DIRECTIONS,
         )
 
     @router.get("/calls/rows")
-    def calls_rows(request: Request, since_ms: int = 0) -> Response:
-        """Rows of calls newer than ``since_ms`` (the newest on the page), for live updates."""
+    def calls_rows(request: Request, after: int = 0) -> Response:
+        """Calls that arrived since ``after`` (epoch ms, from the page or the last poll) and
+        match the page's filters, newest arrival first: what the calls page adds to its top.
+
+        The window reaches :data:`_LIVE_OVERLAP` further back, as a push is stamped when it
+        arrives but becomes visible at its commit, a moment later; the page drops rows it
+        already shows. ``X-Cdrhub-After`` is the ``after`` for the next poll.
+        """
         user = current_user(request)
-        params = dict(request.query_params)
-        where = call_filter(params)
-        if since_ms and (where.start is None or where.start.timestamp() * 1000 <= since_ms):
-            newer = datetime.fromtimestamp((since_ms + 1) / 1000, UTC)
-            where = query.CallFilter(newer, where.end, where.values)
-        listing = query.list_calls(get_store(), where, zone, limit=50)
-        return page(request, "_rows.html", user, calls=[_row(i) for i in listing.items])
+        polled = int(time.time() * 1000)
+        params = {k: v for k, v in request.query_params.items() if k in _CALL_PARAMS}
+        where = call_filter(params, zone)
+        mark = datetime.fromtimestamp(max(after, 0) / 1000, UTC) - _LIVE_OVERLAP
+        live = (
+            select(calls_table)
+            .where(
+                *where.conditions(),
+                calls_table.c.received_at > mark,
+                # Keeps the start-time index in play: a call pushed now started within a day.
+                calls_table.c.start_time >= mark - _LIVE_LOOKBACK,
+            )
+            .order_by(calls_table.c.received_at.desc())
+            .limit(PAGE_SIZE)
+        )
+        with get_store().read_engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(live).mappings()]
+        items = [_row(query.to_item(r, zone)) for r in rows]
+        response = page(request, "_rows.html", user, calls=items)
+        response.headers["X-Cdrhub-After"] = str(polled)
+        return response
 
     @router.get("/calls/export")
     def calls_export(request: Request) -> Response:
+        """The selection on the calls page as CSV, exactly as ``/api/export`` writes it."""
         current_user(request)  # signed in, or redirected to the sign-in page
-        where = call_filter(dict(request.query_params))
+        params = {k: v for k, v in request.query_params.items() if k in _CALL_PARAMS}
+        try:
+            where = call_filter(params, zone)
+        except InvalidParameter as exc:
+            raise PageError(422, exc.detail) from None
         chunks = export.export(query.iter_calls(get_store(), where), "csv", zone)
         stamp = datetime.now(zone).strftime("%Y%m%d-%H%M%S")
         return StreamingResponse(
@@ -259,43 +373,55 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
             headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'},
         )
 
-    @router.get("/calls/{call_id}")
+    @router.get("/calls/{call_id:path}")
     def call_page(call_id: str, request: Request) -> Response:
         user = current_user(request)
         found = query.get_call(get_store(), call_id)
         if found is None:
-            raise HTTPException(404, "no such call")
+            raise PageError(404, "No call with this id.")
         row, versions = found
         item = query.to_item(row, zone)
         derived = stats.derived_fields(row, settings.short_abandon_seconds)
+        shown_versions = []
+        for version in versions:
+            shown = query.raw_version_item(version, zone)
+            shown["pretty"] = (
+                json.dumps(shown["body"], ensure_ascii=False, indent=2)
+                if not isinstance(shown["body"], str)
+                else shown["body"]
+            )
+            shown["received_ms"] = int(version["received_at"].timestamp() * 1000)
+            shown_versions.append(shown)
         return page(
             request,
             "call.html",
             user,
             call=item,
             derived=derived,
-            fields=[(f.name, f.doc, _shown(f, item)) for f in cdr.FIELDS],
+            fields=[(f, _value_kind(f), item.get(f.column)) for f in cdr.FIELDS],
             timeline=_timeline(item),
             recording=_playable(item.get("record_url")),
             voicemail=_playable(item.get("leave_msg_url")),
-            versions=[
-                {
-                    **query.raw_version_item(v, zone),
-                    "pretty": json.dumps(
-                        query.raw_version_item(v, zone)["body"], ensure_ascii=False, indent=2
-                    ),
-                }
-                for v in versions
-            ],
+            versions=shown_versions,
+            deliveries=sum(v["delivery_count"] for v in versions),
         )
 
     # -- quarantine ----------------------------------------------------------------------------
 
+    def quarantine_entries() -> list[dict[str, Any]]:
+        entries = get_store().quarantined(limit=200)
+        for entry in entries:
+            try:
+                entry["problem"] = json.loads(entry["detail"])
+            except (TypeError, ValueError):
+                entry["problem"] = {"detail": entry["detail"], "fields": []}
+            entry["body_text"] = bytes(entry["body"]).decode("utf-8", errors="replace")
+        return entries
+
     @router.get("/quarantine")
     def quarantine_page(request: Request) -> Response:
         user = admin(request)
-        entries = get_store().quarantined(limit=200)
-        return page(request, "quarantine.html", user, entries=entries, message=None)
+        return page(request, "quarantine.html", user, entries=quarantine_entries(), results=None)
 
     @router.post("/quarantine/replay")
     def quarantine_replay(
@@ -306,24 +432,98 @@ def dashboard_router(settings: Settings, get_store: Callable[[], Store]) -> APIR
         user = admin(request)
         _check_csrf(request, csrf)
         store = get_store()
-        results = [replay(store, entry)] if entry is not None else replay_all(store)
-        stored = sum(r.stored for r in results)
-        message = f"{stored} / {len(results)}"
-        entries = store.quarantined(limit=200)
-        return page(request, "quarantine.html", user, entries=entries, message=message)
+        try:
+            results = [replay(store, entry)] if entry is not None else replay_all(store)
+        except LookupError as exc:
+            raise PageError(404, str(exc)) from None
+        return page(
+            request,
+            "quarantine.html",
+            user,
+            entries=quarantine_entries(),
+            results=results,
+            stored=sum(r.stored for r in results),
+        )
 
     return router
 
 
 _OVERVIEW_PARAMS = ("range", "from", "to", "direction")
+#: What the calls page's form sends: the API's filters (bar a few) and the number search.
+_CALL_PARAMS = frozenset(
+    {"from", "to", "direction", "answered", "agent", "number", "task_id", "intent",
+     "hangup_reason", "caller", "callee", "order_id", "hangup_by", "call_status",
+     "has_recording", "cursor"}
+)  # fmt: skip
 
 
-def _safe_next(target: str) -> str:
-    """Only a path on this site: never an open redirect to someone else's."""
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+@dataclass(frozen=True, slots=True)
+class NumberFilter(query.CallFilter):
+    """The API's filter plus the dashboard's number search: caller *or* callee starts with it.
+
+    A supervisor has the customer's number, and that is the caller of an inbound call but the
+    callee of an outbound one.
+    """
+
+    number: str = ""
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The API filter's conditions, and the number search as one OR."""
+        where = query.CallFilter.conditions(self)
+        if self.number:
+            size = len(self.number)
+            where.append(
+                or_(
+                    _starts(calls_table.c.caller, self.number, size),
+                    _starts(calls_table.c.callee, self.number, size),
+                )
+            )
+        return where
+
+
+def _starts(column: Any, prefix: str, size: int) -> ColumnElement[bool]:
+    # substr, as query.py's caller_prefix: exact, case-sensitive, no LIKE wildcards to escape.
+    return func.substr(column, 1, size) == prefix
+
+
+def call_filter(params: Mapping[str, str], zone: ZoneInfo) -> query.CallFilter:
+    """The calls page's selection, parsed by the API's own parser.
+
+    A bare date in ``to`` is the last day shown, included (the date picker's meaning), so it
+    becomes the next local midnight; the API's ``to`` is exclusive.
+    """
+    raw = {k: v for k, v in params.items() if k in query.FILTER_NAMES and v}
+    to = raw.get("to", "").strip()
+    if to and len(to) == 10:
+        try:
+            raw["to"] = (date.fromisoformat(to) + timedelta(days=1)).isoformat()
+        except ValueError:
+            pass  # the API's parser names the bad value
+    where = query.parse_filters(raw, zone)
+    number = "".join(params.get("number", "").split())
+    if not number:
+        return where
+    return NumberFilter(where.start, where.end, where.values, number=number)
+
+
+def safe_next(target: str) -> str:
+    """Only a path on this site: never an open redirect to someone else's.
+
+    Browsers read ``//host`` and ``/\\host`` as another site, so both are refused, and so
+    is anything with control characters.
+    """
+    if (
+        not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or any(ord(c) < 32 or c == "\\" for c in target)
+    ):
+        return "/"
+    return target
 
 
 def _csrf_token(request: Request) -> str:
+    if "session" not in request.scope:
+        return ""
     token = request.session.get("csrf")
     if not isinstance(token, str):
         token = request.session["csrf"] = secrets.token_urlsafe(24)
@@ -332,8 +532,10 @@ def _csrf_token(request: Request) -> str:
 
 def _check_csrf(request: Request, presented: str) -> None:
     expected = request.session.get("csrf")
-    if not isinstance(expected, str) or not hmac.compare_digest(presented, expected):
-        raise HTTPException(403, "the form expired or came from another site; reload the page")
+    if not isinstance(expected, str) or not hmac.compare_digest(
+        presented.encode(), expected.encode()
+    ):
+        raise PageError(403, "The form expired or came from another site; reload the page.")
 
 
 def _range(chosen: str, params: Mapping[str, str], zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -365,26 +567,35 @@ def _row(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "talk": talk, "direction_name": cdr.DIRECTIONS.get(item.get("direction"))}
 
 
-def _shown(field: cdr.Field, item: dict[str, Any]) -> Any:
-    value = item.get(field.column)
-    if field.name == "direction":
-        return f"{value} ({cdr.DIRECTIONS.get(value, '?')})" if value is not None else None
-    if field.name == "hangupBy":
-        return f"{value} ({cdr.HANGUP_BY.get(value, '?')})" if value is not None else None
-    return value
+def _value_kind(field: cdr.Field) -> str:
+    """How the call page shows a field's value."""
+    if field.column in cdr.TIME_COLUMNS:
+        return "time"
+    if field.name in ("callDuration", "ringDuration", "queueDuration"):
+        return "seconds"
+    if field.name in ("direction", "hangupBy", "answered"):
+        return field.name
+    if field.name == "totalCustomerPrice":
+        return "money"
+    return "text"
 
 
-def _timeline(item: dict[str, Any]) -> list[tuple[str, str]]:
-    steps = [
-        ("Start", "start_time"),
-        ("Ring", "ring_time"),
-        ("Queue in", "in_queue_time"),
-        ("Queue out", "out_queue_time"),
-        ("Answer", "answer_time"),
-        ("End", "end_time"),
-    ]
-    found = [(label, item[col], item[f"{col}_ms"]) for label, col in steps if item.get(col)]
-    return [(label, text) for label, text, _ in sorted(found, key=lambda s: s[2])]
+_STEPS = (
+    ("Start", "start_time"),
+    ("Ring", "ring_time"),
+    ("Queue in", "in_queue_time"),
+    ("Queue out", "out_queue_time"),
+    ("Answer", "answer_time"),
+    ("End", "end_time"),
+)
+
+
+def _timeline(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The call's moments in time order, each with the seconds since the start."""
+    found = [(label, item[f"{col}_ms"]) for label, col in _STEPS if item.get(f"{col}_ms")]
+    found.sort(key=lambda step: step[1])
+    first = item.get("start_time_ms") or (found[0][1] if found else 0)
+    return [{"label": label, "ms": ms, "offset": (ms - first) / 1000} for label, ms in found]
 
 
 def _playable(url: Any) -> str | None:
@@ -394,13 +605,29 @@ def _playable(url: Any) -> str | None:
     return None
 
 
+def local_time(ms: int | None, zone: ZoneInfo) -> str:
+    """Epoch ms as the call center's wall-clock time, ``2026-11-24 17:02:11`` (the page header
+    names the zone)."""
+    if ms is None:
+        return "–"
+    return datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def duration(seconds: float | None) -> str:
     """``83`` to ``1m 23s``."""
     if seconds is None:
         return "–"
     whole = round(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
     return f"{whole // 60}m {whole % 60:02d}s" if whole >= 60 else f"{whole}s"
 
 
 def percent(value: float | None) -> str:
+    """A ratio as a percentage; a dash where there was nothing to divide by."""
     return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def money(value: float | None) -> str:
+    """A cost with two decimals (NXCC does not say the currency)."""
+    return "–" if value is None else f"{value:,.2f}"

@@ -1,6 +1,9 @@
 // cdrhub dashboard: the only script (the Content-Security-Policy allows no other).
-// It sizes bars, and polls for new calls so pages update without reloading.
+// It sizes bars, and polls for new calls so pages update without reloading. Every fragment
+// it inserts was rendered (and escaped) by the server; nothing here builds HTML from data.
 "use strict";
+
+var POLL_MS = 5000;
 
 function sizeBars(root) {
   root.querySelectorAll("[data-width]").forEach(function (el) {
@@ -8,20 +11,35 @@ function sizeBars(root) {
   });
 }
 
+function fragment(url) {
+  return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+    .then(function (r) {
+      // A redirect to the sign-in page (session over) is not a fragment: stop quietly.
+      if (!r.ok || r.redirected) return null;
+      return r.text().then(function (html) { return { html: html, headers: r.headers }; });
+    });
+}
+
+function every(ms, task) {
+  var busy = false;
+  setInterval(function () {
+    if (busy || document.hidden) return;  // a hidden tab costs the server nothing
+    busy = true;
+    task().catch(function () {}).then(function () { busy = false; });
+  }, ms);
+}
+
 function pollOverview() {
   var box = document.getElementById("overview");
   if (!box || !box.dataset.live) return;
-  setInterval(function () {
-    fetch(box.dataset.live, { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.text() : null; })
-      .then(function (html) {
-        if (html === null) return;
-        var doc = new DOMParser().parseFromString(html, "text/html");
-        box.replaceChildren.apply(box, Array.from(doc.body.childNodes));
-        sizeBars(box);
-      })
-      .catch(function () {});
-  }, 5000);
+  every(POLL_MS * 2, function () {
+    return fragment(box.dataset.live).then(function (got) {
+      if (!got) return;
+      var doc = new DOMParser().parseFromString(got.html, "text/html");
+      box.replaceChildren.apply(box, Array.from(doc.body.childNodes));
+      sizeBars(box);
+    });
+  });
 }
 
 function pollCalls() {
@@ -29,27 +47,40 @@ function pollCalls() {
   if (!table || !table.dataset.rows) return;
   var body = table.tBodies[0];
   var seen = 0;
-  setInterval(function () {
-    var since = table.dataset.since || "0";
-    var url = table.dataset.rows + (table.dataset.rows.indexOf("?") < 0 ? "?" : "&") + "since_ms=" + since;
-    fetch(url, { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.text() : null; })
-      .then(function (html) {
-        if (!html) return;
-        var doc = new DOMParser().parseFromString("<table><tbody>" + html + "</tbody></table>", "text/html");
-        var rows = Array.from(doc.querySelectorAll("tr"));
-        if (!rows.length) return;
-        rows.reverse().forEach(function (row) {
-          row.classList.add("new");
-          body.insertBefore(document.importNode(row, true), body.firstChild);
+  every(POLL_MS, function () {
+    var url = table.dataset.rows + (table.dataset.rows.indexOf("?") < 0 ? "?" : "&") +
+      "after=" + encodeURIComponent(table.dataset.after || "0");
+    return fragment(url).then(function (got) {
+      if (!got) return;
+      var after = got.headers.get("X-Cdrhub-After");
+      if (after) table.dataset.after = after;
+      var doc = new DOMParser().parseFromString(
+        "<table><tbody>" + got.html + "</tbody></table>", "text/html");
+      var rows = Array.from(doc.querySelectorAll("tr"));
+      var added = 0;
+      rows.reverse().forEach(function (row) {
+        var id = row.getAttribute("data-id");
+        var shown = Array.from(body.rows).filter(function (old) {
+          return old.getAttribute("data-id") === id;
         });
-        table.dataset.since = rows[rows.length - 1].dataset.start;
-        seen += rows.length;
+        var fresh = document.importNode(row, true);
+        fresh.classList.add("new");
+        if (shown.length) {  // already on the page (a correction, or the poll overlap)
+          body.replaceChild(fresh, shown[0]);
+          return;
+        }
+        body.insertBefore(fresh, body.firstChild);
+        added += 1;
+      });
+      seen += added;
+      if (added) {
         document.getElementById("live-count").textContent = seen;
         document.getElementById("live-note").hidden = false;
-      })
-      .catch(function () {});
-  }, 5000);
+        var none = document.getElementById("no-calls");
+        if (none) none.hidden = true;
+      }
+    });
+  });
 }
 
 document.addEventListener("DOMContentLoaded", function () {

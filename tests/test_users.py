@@ -1,0 +1,93 @@
+"""Dashboard accounts: argon2id hashes, and the ``cdrhub user`` commands that manage them."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from cdrhub import users
+from cdrhub.settings import Settings
+from cdrhub.store import Store
+from cdrhub.store.schema import users as users_table
+
+from .test_cli import db_env, run
+
+PASSWORD = "correct horse battery"
+
+
+class TestAccounts:
+    def test_only_an_argon2id_hash_is_stored(self, store: Store) -> None:
+        """The password itself is nowhere in the database."""
+        users.create(store, "ann", "admin", PASSWORD)
+        with store.read_engine.connect() as conn:
+            stored = conn.execute(select(users_table.c.password_hash)).scalar_one()
+        assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+    def test_authenticate(self, store: Store) -> None:
+        """The right password gives the user; a wrong one or an unknown name gives None."""
+        created = users.create(store, " ann ", "viewer", PASSWORD)
+        assert created.name == "ann"
+        found = users.authenticate(store, "ann", PASSWORD)
+        assert found is not None and found.role == "viewer" and found.stamp == created.stamp
+        assert users.authenticate(store, "ann", PASSWORD + "!") is None
+        assert users.authenticate(store, "nobody", PASSWORD) is None
+
+    @pytest.mark.parametrize(
+        ("name", "role", "password", "message"),
+        [
+            ("", "viewer", PASSWORD, "needs a name"),
+            ("bob", "root", PASSWORD, "role must be"),
+            ("bob", "viewer", "short", "at least 8"),
+        ],
+    )
+    def test_refusals_say_why(
+        self, store: Store, name: str, role: str, password: str, message: str
+    ) -> None:
+        """A user that cannot be created is refused with the reason."""
+        with pytest.raises(users.UserError, match=message):
+            users.create(store, name, role, password)  # type: ignore[arg-type]
+
+    def test_names_are_unique(self, store: Store) -> None:
+        """Two users cannot share a name (it is what people type to sign in)."""
+        users.create(store, "ann", "viewer", PASSWORD)
+        with pytest.raises(users.UserError, match="exists already"):
+            users.create(store, "ann", "admin", PASSWORD)
+
+    def test_a_new_password_changes_the_stamp(self, store: Store) -> None:
+        """Sessions remember the stamp, so changing the password signs them out."""
+        before = users.create(store, "ann", "viewer", PASSWORD)
+        assert users.set_password(store, "ann", "another password")
+        after = users.authenticate(store, "ann", "another password")
+        assert after is not None and after.stamp != before.stamp
+        assert users.authenticate(store, "ann", PASSWORD) is None
+        assert not users.set_password(store, "nobody", "another password")
+
+
+class TestCommands:
+    def test_create_reads_the_password_from_standard_input(
+        self, settings: Settings, store: Store
+    ) -> None:
+        """Scripts pipe the password in; the user can then sign in with it."""
+        env = db_env(settings)
+        created = run("user", "create", "ann", "--role", "admin", env=env, input=PASSWORD + "\n")
+        assert created.exit_code == 0, created.output
+        assert "ann (admin) created" in created.output
+        assert users.authenticate(store, "ann", PASSWORD) is not None
+        again = run("user", "create", "ann", env=env, input=PASSWORD + "\n")
+        assert again.exit_code == 1 and "exists already" in again.output
+        short = run("user", "create", "bob", env=env, input="short\n")
+        assert short.exit_code == 1 and "at least 8" in short.output
+
+    def test_list_passwd_delete(self, settings: Settings, store: Store) -> None:
+        """The life of an account from the command line."""
+        env = db_env(settings)
+        run("user", "create", "ann", env=env, input=PASSWORD + "\n")
+        listed = run("user", "list", env=env)
+        assert "ann" in listed.output and "viewer" in listed.output
+        changed = run("user", "passwd", "ann", env=env, input="a new password\n")
+        assert changed.exit_code == 0 and users.authenticate(store, "ann", "a new password")
+        missing = run("user", "passwd", "bob", env=env, input="a new password\n")
+        assert missing.exit_code == 1 and "no user named 'bob'" in missing.output
+        deleted = run("user", "delete", "ann", env=env)
+        assert deleted.exit_code == 0 and users.all_users(store) == []
+        assert run("user", "delete", "ann", env=env).exit_code == 1

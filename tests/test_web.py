@@ -1,0 +1,437 @@
+"""The dashboard's server side, through the real app on SQLite and PostgreSQL (no browser).
+
+The browser tests (test_dashboard.py) show what a person sees; these pin down what the server
+promises: sign-in, sessions, CSRF, throttling, security headers, escaping, and that every
+figure and list comes from the same functions as the API.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cdrhub import users
+from cdrhub.store import Rejected, Store
+from cdrhub.web.routes import FAILURES_PER_ADDRESS, FAILURES_PER_NAME, safe_next
+
+from .calls import call
+from .conftest import Api, Push
+
+PASSWORD = "correct horse battery"
+EVIL = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found[1]
+
+
+SignIn = Callable[..., Any]
+
+
+@pytest.fixture
+def sign_in(client: TestClient, store: Store) -> SignIn:
+    """Create a user (admin unless told) and sign the test client in as them."""
+
+    def _sign_in(name: str = "ann", role: str = "admin") -> Any:
+        if not any(u.name == name for u in users.all_users(store)):
+            users.create(store, name, role, PASSWORD)  # type: ignore[arg-type]
+        token = _csrf(client.get("/login").text)
+        answer = client.post(
+            "/login",
+            data={"name": name, "password": PASSWORD, "csrf": token, "next": "/calls"},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303, answer.text
+        return answer
+
+    return _sign_in
+
+
+def _now_ms(minutes_ago: float = 0) -> int:
+    return int((time.time() - minutes_ago * 60) * 1000)
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+class TestSignIn:
+    def test_pages_redirect_to_sign_in_and_back(self, client: TestClient, store: Store) -> None:
+        """Every page needs a session; after signing in the user lands where they were going."""
+        for path in ("/", "/calls?direction=0", "/calls/x", "/quarantine"):
+            answer = client.get(path, follow_redirects=False)
+            assert answer.status_code == 303
+            assert answer.headers["location"].startswith("/login?next=")
+        users.create(store, "ann", "viewer", PASSWORD)
+        login = client.get("/login?next=/calls%3Fdirection%3D0")
+        assert 'name="next" value="/calls?direction=0"' in login.text
+        answer = client.post(
+            "/login",
+            data={"name": "ann", "password": PASSWORD, "csrf": _csrf(login.text),
+                  "next": "/calls?direction=0"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/calls?direction=0"
+        assert client.get("/calls?direction=0").status_code == 200
+
+    def test_session_cookie_is_signed_httponly_and_samesite(
+        self, client: TestClient, sign_in: SignIn
+    ) -> None:
+        """The cookie cannot be read by scripts, is not sent cross-site, and is tamper-proof."""
+        answer = sign_in()
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        value = client.cookies["cdrhub_session"]
+        client.cookies.set("cdrhub_session", value[:-3] + ("AAA" if value[-3:] != "AAA" else "BBB"))
+        assert client.get("/", follow_redirects=False).status_code == 303
+
+    def test_forms_without_the_csrf_token_are_refused(
+        self, client: TestClient, store: Store, sign_in: SignIn
+    ) -> None:
+        """Sign-in, sign-out and replay all need the session's token (a page shows why)."""
+        users.create(store, "bob", "viewer", PASSWORD)
+        client.get("/login")
+        refused = client.post("/login", data={"name": "bob", "password": PASSWORD})
+        assert refused.status_code == 403 and "reload the page" in refused.text
+        sign_in()
+        assert client.post("/logout", data={"csrf": "forged"}).status_code == 403
+        assert client.post("/quarantine/replay", data={"csrf": "forged"}).status_code == 403
+        assert client.get("/", follow_redirects=False).status_code == 200  # still signed in
+
+    def test_sign_out_ends_the_session(self, client: TestClient, sign_in: SignIn) -> None:
+        """After signing out, the same cookie jar is sent to the sign-in page again."""
+        sign_in()
+        token = _csrf(client.get("/").text)
+        assert (
+            client.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
+        )
+        assert client.get("/", follow_redirects=False).status_code == 303
+
+    def test_wrong_passwords_are_slowed_per_user_and_per_address(
+        self, client: TestClient, store: Store
+    ) -> None:
+        """After repeated failures even the right password waits: guessing cannot continue."""
+        users.create(store, "ann", "admin", PASSWORD)
+        token = _csrf(client.get("/login").text)
+
+        def attempt(name: str, password: str) -> Any:
+            return client.post("/login", data={"name": name, "password": password, "csrf": token})
+
+        statuses = [attempt("ann", "wrong").status_code for _ in range(FAILURES_PER_NAME + 1)]
+        assert statuses == [401] * FAILURES_PER_NAME + [429]
+        blocked = attempt("ann", PASSWORD)
+        assert blocked.status_code == 429 and blocked.headers["retry-after"] == "60"
+        assert "Too many attempts" in blocked.text
+        # Spraying many names from one address hits the address's own limit.
+        for i in range(FAILURES_PER_ADDRESS):
+            attempt(f"nobody{i}", "wrong")
+        assert attempt("someone-else", "wrong").status_code == 429
+
+    def test_a_deleted_user_or_a_new_password_ends_sessions(
+        self, client: TestClient, store: Store, sign_in: SignIn
+    ) -> None:
+        """Sessions are checked against the account on every request."""
+        sign_in("vic", "viewer")
+        assert client.get("/", follow_redirects=False).status_code == 200
+        users.set_password(store, "vic", "a brand new password")
+        assert client.get("/", follow_redirects=False).status_code == 303
+        sign_in("ann")
+        users.remove(store, "ann")
+        assert client.get("/", follow_redirects=False).status_code == 303
+
+    @pytest.mark.parametrize(
+        ("target", "expected"),
+        [
+            ("/calls?direction=0", "/calls?direction=0"),
+            ("//evil.example", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example/", "/"),
+            ("/ok\r\nSet-Cookie: x=1", "/"),
+            ("javascript:alert(1)", "/"),
+        ],
+    )
+    def test_redirects_stay_on_this_site(self, target: str, expected: str) -> None:
+        """``next`` is only ever a path here: no open redirect, no header injection."""
+        assert safe_next(target) == expected
+
+    def test_api_keys_still_open_the_api_and_sessions_do_not(
+        self, client: TestClient, sign_in: SignIn, api: Api
+    ) -> None:
+        """The dashboard's session is not an API credential; API keys work as before."""
+        sign_in()
+        assert client.get("/api/calls").status_code == 401
+        assert api("/api/calls").status_code == 200
+
+
+class TestHeaders:
+    def test_pages_forbid_inline_scripts_and_framing(self, client: TestClient) -> None:
+        """Every dashboard response carries a CSP without 'unsafe-inline' for scripts."""
+        answer = client.get("/login")
+        csp = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert "object-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "same-origin"
+        assert answer.headers["server-timing"].startswith("app;dur=")
+        assert "<script>" not in answer.text and "onclick" not in answer.text
+        assert client.get("/static/app.js").headers["content-security-policy"] == csp
+
+    def test_the_api_browser_still_works(self, client: TestClient) -> None:
+        """/docs is FastAPI's inline script from a CDN: the strict policy would blank it."""
+        docs = client.get("/docs")
+        assert docs.status_code == 200 and "content-security-policy" not in docs.headers
+        assert "server-timing" not in client.get("/healthz").headers
+
+
+def _seed(push: Push) -> dict[str, Any]:
+    """A few calls today (UTC, the test settings' zone), of each direction, and one hostile."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    base = max(_now_ms(90), int(midnight.timestamp() * 1000) + 60_000)
+    bodies = [
+        call("in-1", _utc(base), direction=0, answered=True, in_queue=2, out_queue=12,
+             answer=14, end=74, agentName="ann@example.com", caller="8613800000001",
+             callee="1001@10.0.0.1:5060", hangupReason="NORMAL_CLEARING", totalCustomerPrice=0.5,
+             recordUrl="https://rec.example.com/in-1.mp3"),
+        call("in-2", _utc(base + 60_000), direction=0, answered=False, in_queue=2, end=40,
+             caller="8613800000002", hangupReason="ORIGINATOR_CANCEL"),
+        call("out-1", _utc(base + 120_000), direction=1, answered=True, answer=5, end=65,
+             agentName="bob@example.com", caller="1001", callee="8613800000001",
+             hangupReason="NORMAL_CLEARING", totalCustomerPrice=0.3),
+        call("ai-1", _utc(base + 180_000), direction=2, answered=True, answer=3, end=33,
+             taskId="T1", intent="转人工-成功", hangupReason="NORMAL_CLEARING"),
+        call("evil/1", _utc(base + 240_000), direction=2, answered=True, answer=3, end=9,
+             agentName=EVIL[0] + EVIL[1], agentNickName=EVIL[0] + EVIL[1],
+             hangupReason=EVIL[0] + EVIL[1], intent=EVIL[0] + EVIL[1], taskId=EVIL[1],
+             recordUrl="javascript:alert(1)"),
+    ]  # fmt: skip
+    for body in bodies:
+        assert push(body).status_code == 200
+    return {b["callId"]: b for b in bodies}
+
+
+def _kpis(html: str) -> dict[str, str]:
+    return dict(re.findall(r'data-metric="(\w+)" data-value="([^"]*)"', html))
+
+
+class TestPages:
+    @pytest.mark.parametrize("direction", ["", "0", "2"])
+    def test_overview_figures_equal_the_api(
+        self, client: TestClient, push: Push, sign_in: SignIn, api: Api, direction: str
+    ) -> None:
+        """The KPI cards are /api/stats for the same range and direction, to the last digit."""
+        _seed(push)
+        sign_in()
+        html = client.get(f"/?range=today&direction={direction}").text
+        found = re.search(r'data-api="/api/stats\?([^"]+)"', html)
+        assert found
+        params = dict(parse_qsl(found[1].replace("&amp;", "&")))
+        expected = api("/api/stats", **params).json()["groups"][0]
+        assert expected["calls"] == {"": 5, "0": 2, "2": 2}[direction]
+        shown = _kpis(html)
+        for metric in ("calls", "abandoned"):
+            assert int(shown[metric]) == expected[metric], metric
+        for metric in ("answer_rate", "service_level", "avg_wait_seconds", "avg_talk_seconds",
+                       "cost_total"):  # fmt: skip
+            if expected[metric] is None:
+                assert shown[metric] == "", metric
+            else:
+                assert float(shown[metric]) == pytest.approx(expected[metric]), metric
+        assert ('id="aicc"' in html) == (direction in ("", "2"))
+
+    def test_calls_filters_number_search_and_inclusive_dates(
+        self, client: TestClient, push: Push, sign_in: SignIn
+    ) -> None:
+        """The number box finds a customer as caller (inbound) or callee (outbound); a `to`
+        date is the last day shown, included."""
+        bodies = _seed(push)
+        sign_in()
+        found = client.get("/calls?number=86138000000 01").text
+        assert 'data-id="in-1"' in found and 'data-id="out-1"' in found
+        assert 'data-id="in-2"' not in found
+        today = datetime.fromtimestamp(bodies["out-1"]["startTime"] / 1000, UTC).date().isoformat()
+        same_day = client.get(f"/calls?from={today}&to={today}&direction=1").text
+        assert re.findall(r'data-id="([^"]+)"', same_day) == ["out-1"]
+        bad = client.get("/calls?from=tomorrow")
+        assert bad.status_code == 422 and "from" in bad.text
+
+    def test_export_link_gives_the_selection_as_the_api_does(
+        self, client: TestClient, push: Push, sign_in: SignIn, api: Api
+    ) -> None:
+        """The page's CSV is byte for byte the API's export of the same selection."""
+        _seed(push)
+        sign_in()
+        page = client.get("/calls?direction=0&answered=true").text
+        href = re.search(r'href="(/calls/export\?[^"]+)"', page)
+        assert href
+        mine = client.get(href[1].replace("&amp;", "&"))
+        theirs = api("/api/export", direction="0", answered="true", format="csv")
+        rows = list(csv.reader(io.StringIO(mine.content.decode("utf-8-sig"))))
+        assert [r[0] for r in rows[1:]] == ["in-1"]
+        assert mine.content == theirs.content
+
+    def test_paging_follows_the_api_cursor(
+        self, client: TestClient, push: Push, sign_in: SignIn
+    ) -> None:
+        """60 calls: a full first page, then the rest, none twice, with a way back."""
+        start = _now_ms(200)
+        for i in range(60):
+            push(call(f"p-{i:02d}", _utc(start + i * 1000), direction=1))
+        sign_in()
+        first = client.get("/calls").text
+        ids = re.findall(r'data-id="([^"]+)"', first)
+        assert len(ids) == 50 and ids[0] == "p-59"
+        nxt = re.search(r'href="([^"]+)" id="next-page"', first)
+        assert nxt
+        second = client.get(nxt[1].replace("&amp;", "&")).text
+        rest = re.findall(r'data-id="([^"]+)"', second)
+        assert len(rest) == 10 and not set(rest) & set(ids)
+        assert 'id="first-page"' in second and 'id="next-page"' not in second
+        assert 'data-rows=""' in second  # live rows only on the newest page
+
+    def test_live_rows_bring_late_calls_and_respect_the_filters(
+        self, client: TestClient, push: Push, sign_in: SignIn
+    ) -> None:
+        """NXCC pushes a call when it ends: a long call arriving now started before the calls
+        already shown, and still appears; other directions do not."""
+        _seed(push)
+        sign_in()
+        page = client.get("/calls?direction=0").text
+        after = re.search(r'data-after="(\d+)"', page)
+        assert after
+        time.sleep(0.01)
+        push(call("late-1", _utc(_now_ms(120)), direction=0, end=7000))
+        push(call("late-2", _utc(_now_ms(1)), direction=1))
+        rows = client.get(f"/calls/rows?direction=0&after={after[1]}")
+        ids = re.findall(r'data-id="([^"]+)"', rows.text)
+        # Newest arrival first; the rest are the overlap the page already shows and drops.
+        assert ids[0] == "late-1" and "late-2" not in ids
+        assert set(ids[1:]) <= set(re.findall(r'data-id="([^"]+)"', page))
+        later = int(rows.headers["x-cdrhub-after"]) + 6000  # past the overlap window
+        assert "data-id" not in client.get(f"/calls/rows?direction=0&after={later}").text
+
+    def test_call_detail_in_plain_words(
+        self, client: TestClient, push: Push, sign_in: SignIn
+    ) -> None:
+        """Direction and hangup side spelled out, times local, a player for the recording,
+        every raw version with its deliveries."""
+        bodies = _seed(push)
+        corrected = {**bodies["in-1"], "hangupBy": 1}
+        push(bodies["in-1"])  # a retry
+        push(corrected)  # a correction
+        sign_in()
+        html = client.get("/calls/in-1").text
+        assert re.search(r'data-field="direction".*?inbound <small>\(0\)</small>', html, re.S)
+        assert re.search(r'data-field="hangupBy".*?user <small>\(1\)</small>', html, re.S)
+        assert 'id="recording"' in html and 'src="https://rec.example.com/in-1.mp3"' in html
+        assert 'id="voicemail"' not in html
+        assert "Raw payload versions</h2>" not in html and "Raw payload versions (2)" in html
+        assert '<span id="deliveries">3</span>' in html
+        for label in ("Start", "Queue in", "Queue out", "Answer", "End"):
+            assert f"<b>{label}</b>" in html
+        missing = client.get("/calls/nope")
+        assert missing.status_code == 404 and "No call with this id." in missing.text
+
+    def test_hostile_call_data_is_escaped_everywhere(
+        self, client: TestClient, push: Push, store: Store, sign_in: SignIn
+    ) -> None:
+        """Agent names, reasons, intents, ids and quarantined bodies come from outside: they
+        are shown as text, never as markup."""
+        _seed(push)
+        store.quarantine(
+            Rejected(body=EVIL[1].encode(), status=400, reason="bad_json",
+                     detail={"detail": EVIL[0], "fields": [{"field": EVIL[1], "value": EVIL[0],
+                                                            "expected": EVIL[1]}]},
+                     call_id=EVIL[0])
+        )  # fmt: skip
+        sign_in()
+        pages = [
+            "/calls?direction=2",
+            "/calls/evil%2F1",
+            "/?range=today&direction=2",
+            "/quarantine",
+        ]
+        for path in pages:
+            html = client.get(path).text
+            assert "<script>alert" not in html and "<img src=x" not in html, path
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
+        detail = client.get("/calls/evil%2F1").text
+        assert "javascript:" not in detail.split("<table")[0]  # no player for a non-http URL
+        listing = client.get("/calls?direction=2").text
+        assert 'href="/calls/evil%2F1"' in listing
+
+    def test_quarantine_is_for_admins_and_replays(
+        self, client: TestClient, push: Push, store: Store, sign_in: SignIn
+    ) -> None:
+        """Viewers get a 403 page; an admin replays one entry or all and reads each outcome."""
+        assert push({"callId": "q-1", "startTime": "yesterday"}).status_code == 422
+        good = b'{"callId": "q-2", "direction": 1}'
+        entry = store.quarantine(Rejected(body=good, status=500, reason="store_failed", detail={}))
+        sign_in("vic", "viewer")
+        refused = client.get("/quarantine")
+        assert refused.status_code == 403 and "for admins" in refused.text
+        token = _csrf(refused.text)
+        assert client.post("/quarantine/replay", data={"csrf": token}).status_code == 403
+        client.cookies.clear()
+        sign_in("ann")
+        page = client.get("/quarantine").text
+        assert "invalid_record" in page and "startTime" in page and "q-1" in page
+        one = client.post("/quarantine/replay", data={"csrf": _csrf(page), "entry": entry}).text
+        assert "Replayed: 1 / 1" in one and "q-2" in one
+        rest = client.post("/quarantine/replay", data={"csrf": _csrf(page)}).text
+        assert "Replayed: 0 / 1" in rest and "still refused" in rest
+        assert store.get_call("q-2") is not None
+
+    def test_language_follows_the_browser_and_the_switch(
+        self, client: TestClient, sign_in: SignIn
+    ) -> None:
+        """Accept-Language picks Chinese; the switch's cookie wins; times name the zone."""
+        sign_in()
+        chinese = client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}).text
+        assert 'lang="zh-CN"' in chinese and "接通率" in chinese and "时区 UTC" in chinese
+        switched = client.get("/lang/en?next=/calls", follow_redirects=False)
+        assert switched.status_code == 303 and switched.headers["location"] == "/calls"
+        english = client.get("/", headers={"Accept-Language": "zh-CN"}).text
+        assert 'lang="en"' in english and "Answer rate" in english
+        assert (
+            client.get("/lang/en?next=//evil.example", follow_redirects=False).headers["location"]
+            == "/"
+        )
+
+
+def test_overview_buckets_follow_the_call_center_zone(
+    settings: Any, push: Push, store: Store
+) -> None:
+    """Hours on the overview are the configured zone's, as /api/stats groups them."""
+    zone = ZoneInfo("Asia/Shanghai")
+    local = settings.model_copy(update={"timezone": "Asia/Shanghai"})
+    from cdrhub.app import create_app
+
+    with TestClient(create_app(local)) as shanghai:
+        users.create(store, "ann", "viewer", PASSWORD)
+        token = _csrf(shanghai.get("/login").text)
+        shanghai.post("/login", data={"name": "ann", "password": PASSWORD, "csrf": token})
+        midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = int((midnight + timedelta(minutes=5)).timestamp() * 1000)
+        if start > _now_ms():
+            pytest.skip("the first minutes of the day in Shanghai")
+        shanghai.post(
+            "/cc/callback",
+            json=call("sh-1", _utc(start), direction=1),
+            headers={"token": "test-token-0123456789"},
+        )
+        html = shanghai.get("/?range=today").text
+        assert "Asia/Shanghai" in html and _kpis(html)["calls"] == "1"
+        assert f"{midnight:%Y-%m-%d} 00:00" in html
