@@ -27,6 +27,15 @@ def test_same_seed_same_calls() -> None:
         cdr.to_record(body)  # every body is a valid push
 
 
+def test_calls_come_in_start_order() -> None:
+    """Calls arrive oldest first, as NXCC pushes them, so the database is laid out like real
+    traffic's (exports and hourly snapshots read it in that order)."""
+    end = datetime(2026, 11, 25, tzinfo=UTC)
+    bodies = list(simulate.calls(500, seed=2, end=end, days=4, tz=ZoneInfo("Asia/Shanghai")))
+    starts = [b["startTime"] for b in bodies]
+    assert starts == sorted(starts) and len(set(starts)) > 400
+
+
 def test_simulate_into_the_database(
     settings: Settings, store: Store, client: TestClient, api: Api
 ) -> None:

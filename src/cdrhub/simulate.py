@@ -28,20 +28,28 @@ HANGUP_REASONS = ("NORMAL_CLEARING", "USER_BUSY", "NO_ANSWER", "ORIGINATOR_CANCE
 def calls(
     count: int, *, seed: int, end: datetime, days: int, tz: ZoneInfo, agents: int = 40
 ) -> Iterator[dict[str, Any]]:
-    """``count`` push bodies with start times over the ``days`` before ``end``."""
+    """``count`` push bodies with start times over the ``days`` before ``end``, oldest first.
+
+    Calls come in start-time order, as NXCC pushes them (each when it ends), so a database
+    filled by ``simulate`` is laid out on disk like one filled by real traffic.
+    """
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     agent_names = [f"agent{i:02d}@example.com" for i in range(1, agents + 1)]
     tasks = [str(1688363452814331904 + i * 7919) for i in range(12)]
     local_end = end.astimezone(tz)
     first_day = (local_end - timedelta(days=days)).date()
     hours = list(range(24))
+    starts = []
     for _ in range(count):
         day = first_day + timedelta(days=rng.randrange(days))
         hour = rng.choices(hours, HOUR_WEIGHTS)[0]
         local = datetime(day.year, day.month, day.day, hour, tzinfo=tz) + timedelta(
             seconds=rng.random() * 3600
         )
-        yield _call(rng, int(local.timestamp() * 1000), agent_names, tasks)
+        starts.append(int(local.timestamp() * 1000))
+    starts.sort()
+    for start in starts:
+        yield _call(rng, start, agent_names, tasks)
 
 
 def _call(rng: random.Random, start: int, agents: list[str], tasks: list[str]) -> dict[str, Any]:
