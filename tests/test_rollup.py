@@ -13,7 +13,7 @@ import json
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,10 +22,11 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from cdrhub import cdr, columns, maintenance, query, rollup, simulate, stats
-from cdrhub.store import Push, Store
+from cdrhub.factcache import FactCache
+from cdrhub.store import Push, Store, open_store
 from cdrhub.store.schema import calls, stat_hours
 
 ZONES = (
@@ -43,14 +44,21 @@ def _push(body: dict[str, Any], source: str = "push") -> Push:
     return Push(cdr.parse(raw), raw, source=source)  # type: ignore[arg-type]
 
 
-def _load(store: Store, count: int = 2500, seed: int = 7) -> list[dict[str, Any]]:
-    """Simulated calls over 5 days, then corrections and retries, as NXCC would send them."""
+def _load(
+    store: Store, count: int = 2500, seed: int = 7, then: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
+    """Simulated calls over 5 days, then corrections and retries, as NXCC would send them.
+
+    ``then`` runs between the first deliveries and the corrections.
+    """
     rng = random.Random(seed)
     bodies = list(
         simulate.calls(count, seed=seed, end=END, days=5, tz=ZoneInfo("America/New_York"))
     )
     for i in range(0, len(bodies), 500):
         store.write([_push(b) for b in bodies[i : i + 500]])
+    if then is not None:
+        then()
     corrected = []
     for body in rng.sample(bodies, 300):
         fixed = dict(body)
@@ -219,6 +227,68 @@ def test_statistics_equal_a_per_call_count(store: Store, zone: str) -> None:
                 store, where, group_by=names, tz=tz, sl_seconds=sl, short_abandon_seconds=short
             )
             _same(got, _oracle(rows, where, names, tz, sl, short))
+
+
+@pytest.fixture
+def cached(store: Store) -> Iterator[Store]:
+    """Another handle on the test database, with a cache of decoded snapshots (as serve has)."""
+    handle = open_store(store.url, fact_cache_bytes=64 * 2**20)
+    yield handle
+    handle.close()
+
+
+def _snapshot_reads(store: Store) -> list[str]:
+    """Every statement that reads saved snapshots through ``store``, from now on."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "facts" in statement and "stat_hours" in statement and "SELECT" in statement:
+            seen.append(statement)
+
+    event.listen(store.read_engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_cached_snapshots_follow_writes_from_another_receiver(store: Store, cached: Store) -> None:
+    """Hours cached before corrections arrive through another handle are never served stale,
+    and a repeated report reads no saved snapshot at all."""
+    tz = ZoneInfo("America/New_York")
+
+    def warm() -> None:
+        stats.compute(cached, query.CallFilter(), tz=tz, sl_seconds=20, short_abandon_seconds=5)
+        assert cached.fact_cache is not None and len(cached.fact_cache) > 50
+
+    rows = _load(store, then=warm)  # corrections written by ``store``, not ``cached``
+    for params, names in CASES:
+        where = query.parse_filters(params, tz)
+        got = stats.compute(
+            cached, where, group_by=names, tz=tz, sl_seconds=20, short_abandon_seconds=5
+        )
+        _same(got, _oracle(rows, where, names, tz, 20, 5))
+    reads = _snapshot_reads(cached)
+    for params, names in CASES:
+        where = query.parse_filters(params, tz)
+        got = stats.compute(
+            cached, where, group_by=names, tz=tz, sl_seconds=20, short_abandon_seconds=5
+        )
+        _same(got, _oracle(rows, where, names, tz, 20, 5))
+    assert reads == []
+
+
+def test_the_cache_keeps_to_its_size_and_evicts_the_least_recently_used() -> None:
+    hour = columns.from_rows([(1_700_000_000_000 + i, *[None] * 16) for i in range(1000)])
+    size = FactCache(1 << 30)
+    size.put(0, 1, hour)
+    one = size.size_bytes
+    cache = FactCache(one * 3 + one // 2)
+    for slot in range(3):
+        cache.put(slot, 1, columns.from_rows([(1_700_000_000_000, *[None] * 16)] * 1000))
+    assert cache.get(0, 1) is not None  # 0 is now the most recently used
+    assert cache.get(1, 2) is None  # another counter: not this hour's content any more
+    cache.put(3, 1, columns.from_rows([(1_700_000_000_000, *[None] * 16)] * 1000))
+    assert len(cache) == 3 and cache.size_bytes <= cache.max_bytes
+    assert cache.get(1, 1) is None and cache.get(0, 1) is not None
+    assert not hour.arrays["start_ms"].flags.writeable  # shared by readers: read-only
 
 
 def _hours(store: Store) -> dict[int, tuple[int, int | None]]:

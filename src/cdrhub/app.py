@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from cdrhub import __version__, cdr
+from cdrhub import __version__, cdr, memory
 from cdrhub.activity import Activity
 from cdrhub.api import api_router
 from cdrhub.backfill import ReconcileStatus
@@ -110,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        memory.keep_freed_memory(settings.keep_freed_memory_mb)
         store = await run_in_threadpool(prepare_store, settings)
         spool = Spool(settings.spool_directory) if settings.spool else None
         if spool is not None:
@@ -362,7 +363,9 @@ def prepare_store(settings: Settings) -> Store:
     the spool and stored once the database answers.
     """
     store = open_store(
-        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        settings.database_url,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        fact_cache_bytes=settings.stats_cache_mb * 2**20,
     )
     try:
         if settings.auto_migrate:

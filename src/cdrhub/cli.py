@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from cdrhub import __version__, cdr
+from cdrhub import __version__, cdr, memory
 from cdrhub.errors import SchemaOutdated
 from cdrhub.logs import configure as configure_logging
 from cdrhub.settings import Settings, load_settings, mask_secret, mask_url
@@ -72,9 +72,12 @@ def _load(config_file: Path | None, **overrides: Any) -> Settings:
 
 
 def _store(settings: Settings) -> Store:
+    memory.keep_freed_memory(settings.keep_freed_memory_mb)
     try:
         return open_store(
-            settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+            settings.database_url,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            fact_cache_bytes=settings.stats_cache_mb * 2**20,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

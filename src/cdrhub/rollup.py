@@ -42,29 +42,67 @@ def load(
 
     Callers still filter by the exact start time: hours are the unit of storage, not of the
     selection. Without a start bound, calls with no startTime are included. Only the
-    ``text`` attributes named are kept (see :func:`columns.concat`).
+    ``text`` attributes named are kept (see :func:`columns.concat`). Hours this process
+    already decoded at the same ``changes`` counter come from ``store.fact_cache``.
     """
     low = -1 if start_ms is None else hour_of(start_ms)
     high = None if end_ms is None else hour_of(end_ms - 1)
-    query = select(
-        stat_hours.c.slot, stat_hours.c.changes, stat_hours.c.built, stat_hours.c.facts
-    ).where(stat_hours.c.slot >= low)
+    in_range = [stat_hours.c.slot >= low]
     if high is not None:
-        query = query.where(stat_hours.c.slot <= high)
-    parts: list[Facts] = []
+        in_range.append(stat_hours.c.slot <= high)
+    cache = store.fact_cache
+    parts: dict[int, Facts] = {}
     built: dict[int, tuple[int, Facts]] = {}
     with _snapshot(store) as conn:
+        counters = conn.execute(
+            select(stat_hours.c.slot, stat_hours.c.changes, stat_hours.c.built).where(*in_range)
+        ).all()
         stale: dict[int, int] = {}
-        for slot, changes, done, data in _rows(conn, query.order_by(stat_hours.c.slot)):
-            if data is not None and done == changes:
-                parts.append(columns.from_bytes(data))
+        current: dict[int, int] = {}
+        for slot, changes, done in counters:
+            hit = cache.get(slot, changes) if cache is not None else None
+            if hit is not None:
+                parts[slot] = hit
+            elif done == changes:
+                current[slot] = changes
             else:
                 stale[slot] = changes
+        for slot, data in _snapshots(conn, current, in_range):
+            parts[slot] = facts = columns.from_bytes(data)
+            if cache is not None:
+                cache.put(slot, current[slot], facts)
+        stale.update({slot: n for slot, n in current.items() if slot not in parts})
         for slot, facts in _build(conn, sorted(stale)):
-            parts.append(facts)
+            parts[slot] = facts
             built[slot] = (stale[slot], facts)
+            if cache is not None:
+                cache.put(slot, stale[slot], facts)
     _save(store, built)
-    return columns.concat(parts, text)
+    return columns.concat([parts[slot] for slot in sorted(parts)], text)
+
+
+def _snapshots(
+    conn: Connection, wanted: dict[int, int], in_range: list[Any]
+) -> Iterator[tuple[int, bytes]]:
+    """The saved snapshots of the ``wanted`` hours (built at the counter given for each).
+
+    A snapshot whose counter moved since the counters were read cannot appear: both reads are
+    in one database snapshot. Few hours are asked for by name, many by the whole range.
+    """
+    if not wanted:
+        return
+    query = select(stat_hours.c.slot, stat_hours.c.facts).where(stat_hours.c.facts.is_not(None))
+    if len(wanted) <= _BY_NAME:
+        query = query.where(stat_hours.c.slot.in_(sorted(wanted)))
+    else:
+        query = query.where(*in_range)
+    for slot, data in _rows(conn, query):
+        if slot in wanted:
+            yield slot, data
+
+
+#: Up to this many hours are asked for by name (``slot IN (...)``), more by the range.
+_BY_NAME = 200
 
 
 def _rows(conn: Connection, query: Select[Any]) -> Iterable[Sequence[Any]]:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cdrhub.cdr import CallRecord
 from cdrhub.errors import SchemaOutdated, StoreUnavailable
+from cdrhub.factcache import FactCache
 from cdrhub.store import batch, migrate, postgres, sqlite
 from cdrhub.store.schema import calls, quarantine, raw_pushes
 
@@ -72,8 +73,12 @@ Item = Push | Rejected
 class Store:
     """The database behind cdrhub. Thread-safe; the writer thread and readers share it."""
 
-    def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, url: str, *, sqlite_busy_timeout_ms: int = 5000, fact_cache_bytes: int = 0
+    ) -> None:
         self.url = url
+        #: Decoded statistics snapshots this process has read (``cdrhub.rollup``); 0 bytes: off.
+        self.fact_cache = FactCache(fact_cache_bytes) if fact_cache_bytes > 0 else None
         self._dialect: ModuleType
         if url.startswith("sqlite"):
             self._dialect = sqlite
@@ -241,9 +246,11 @@ def _why(exc: DBAPIError) -> str:
     return f"database unavailable: {message}"
 
 
-def open_store(url: str, *, sqlite_busy_timeout_ms: int = 5000) -> Store:
+def open_store(url: str, *, sqlite_busy_timeout_ms: int = 5000, fact_cache_bytes: int = 0) -> Store:
     """Open the database a URL names (nothing is created until :meth:`Store.upgrade`)."""
-    return Store(url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
+    return Store(
+        url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms, fact_cache_bytes=fact_cache_bytes
+    )
 
 
 __all__ = [
