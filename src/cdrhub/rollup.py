@@ -109,7 +109,7 @@ def _rows(conn: Connection, query: Select[Any]) -> Iterable[Sequence[Any]]:
     """The snapshot rows; on PostgreSQL in binary, not as hex text twice their size to decode."""
     if conn.dialect.name != "postgresql":
         return conn.execute(query)
-    compiled = query.compile(dialect=conn.dialect)
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     cursor = conn.connection.driver_connection.cursor(binary=True)  # type: ignore[union-attr]
     cursor.execute(str(compiled), compiled.params)
     return cursor
