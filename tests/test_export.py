@@ -6,13 +6,17 @@ import csv
 import io
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
 
-from cdrhub import export
+from cdrhub import cdr, csvsql, export
 from cdrhub.cli import main
+from cdrhub.query import CallFilter
 from cdrhub.settings import Settings
+from cdrhub.store import Push as StorePush
+from cdrhub.store import Store
 
 from .calls import call, ms
 from .conftest import Api, Push
@@ -118,22 +122,107 @@ def test_bad_format_is_422(api: Api) -> None:
     assert response.status_code == 422 and response.json()["fields"][0]["field"] == "format"
 
 
-def test_export_streams_in_chunks() -> None:
-    """Each batch of rows leaves as its own chunk, not one string the size of the export."""
-    names = list(export.COLUMNS)
+HOSTILE = [
+    'say "hi", then go',
+    "line one\nline two",
+    "cr\r\nlf",
+    '=cmd|" /C calc"!A0',
+    "+1",
+    "-1",
+    "@x",
+    "\tfoo",
+    "\rbar",
+    "中文，逗号,comma",
+    "🙂 emoji",
+    "back\\slash",
+    "it's",
+    " leading space",
+    '""',
+    ",",
+]
+TEXT_FIELDS = (
+    "agentName", "agentNickName", "caller", "callee", "dtmfKeys", "hangupReason", "callStatus",
+    "orderId", "other", "intent",
+)  # fmt: skip
 
-    def row(i: int) -> tuple[object, ...]:
-        values = {"call_id": f"id{i}", "caller": "=1", "start_time": 1_764_000_000_000 + i}
-        return tuple(values.get(c) for c in names)
 
-    batches = ([row(i) for i in range(start, min(start + 500, 1200))] for start in (0, 500, 1000))
-    from zoneinfo import ZoneInfo
+def _hostile_calls() -> list[dict[str, object]]:
+    """Calls whose every free-text field is hostile, and whose times sit on DST changes, far
+    in the future, near 1970 or are missing; prices that print differently in every language."""
+    bodies: list[dict[str, object]] = []
+    prices = [0.30000000000000004, 1e16, -1.5, 1.0, 0.035, None]
+    starts = ["2026-03-08T06:59:59.999", "2026-03-08T07:00:00", "2026-11-01T05:30:00", None]
+    for i, text in enumerate(HOSTILE):
+        body = call(
+            f"h{i:02d}" if i else '"h,00"',
+            starts[i % len(starts)],
+            direction=i % 3,
+            answered=bool(i % 2),
+            totalCustomerPrice=prices[i % len(prices)],
+            **{field: HOSTILE[(i + j) % len(HOSTILE)] for j, field in enumerate(TEXT_FIELDS)},
+        )
+        body["agentName"] = text
+        if i % 4 == 1:
+            body["endTime"] = 4_102_444_800_123  # 2100: past anything the SQL window covers
+        if i % 4 == 2:
+            body["ringTime"] = 172_800_000 + i  # 1970-01-03
+        bodies.append(body)
+    return bodies
 
+
+def _reference(item: dict[str, object]) -> list[str]:
+    """An API item as the export's rules write it (cdrhub.csvsql's docstring), cell by cell."""
+    cells = []
+    for name in export.COLUMNS:
+        value = item[name]
+        if value is None:
+            cells.append("")
+        elif isinstance(value, bool):
+            cells.append("true" if value else "false")
+        elif isinstance(value, float):
+            cells.append(format(value, ".15g"))
+        elif isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+            cells.append("'" + value if not name.endswith("_time") else value)
+        else:
+            cells.append(str(value))
+    return cells
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Asia/Kathmandu", "UTC"])
+def test_csv_cells_follow_the_rules_on_hostile_data(api: Api, push: Push, zone: str) -> None:
+    """Every cell of the database-formatted CSV is what the rules make of the API's value:
+    quoting, formula prefixes, times in the zone (DST changes, 2100, 1970), numbers, NULLs."""
+    for body in _hostile_calls():
+        assert push(body).status_code == 200
+    raw = api("/api/export", format="csv", tz=zone).content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(raw, newline="")))
+    assert rows[0] == list(export.COLUMNS)
+    items = api("/api/calls", order="asc", tz=zone, limit=100).json()["items"]
+    assert len(rows) - 1 == len(items) == len(HOSTILE)
+    by_id = {row[0].removeprefix("'"): row for row in rows[1:]}
+    for item in items:
+        assert by_id[item["call_id"]] == _reference(item), item["call_id"]
+    assert raw.count('"\'=cmd|"" /C calc""!A0"') == len(TEXT_FIELDS)
+
+
+def test_export_streams_in_chunks(store: Store, settings: Settings) -> None:
+    """Lines leave a batch at a time, not as one string the size of the export."""
+    base = ms("2025-11-25T00:00:00")
+    bodies = [{"callId": f"id{i}", "caller": "=1", "startTime": base + i} for i in range(1200)]
+    raws = [json.dumps(b).encode() for b in bodies]
+    store.write([StorePush(cdr.parse(r), r) for r in raws])
+    tz = ZoneInfo("Asia/Shanghai")
+    chunks = list(csvsql.lines(store, CallFilter(), tz, batch=500))
+    assert [rows for _, rows in chunks] == [500, 500, 200]
+    assert b"'=1" in chunks[0][0] and b"2025-11-25T08:00:00.001+08:00" in chunks[0][0]
     seen: list[int] = []
-    chunks = list(export.export(batches, "csv", ZoneInfo("Asia/Shanghai"), progress=seen.append))
-    assert len(chunks) == 4 and seen == [500, 500, 200]  # header, then three chunks of rows
-    assert b"'=1" in chunks[1]
-    assert b"2025-11-25T00:00:00.001+08:00" in chunks[1]
+    streamed = list(export.stream(store, CallFilter(), "csv", tz, progress=seen.append))
+    assert sum(seen) == 1200 and len(b"".join(streamed).splitlines()) == 1201
+    # A reader that goes away mid-export (a closed download) frees the connection cleanly.
+    abandoned = csvsql.lines(store, CallFilter(), tz, batch=100)
+    next(abandoned)
+    abandoned.close()
+    assert sum(rows for _, rows in csvsql.lines(store, CallFilter(), tz)) == 1200
 
 
 def test_cli_export_to_files(settings: Settings, loaded: None, tmp_path: Path) -> None:

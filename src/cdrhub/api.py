@@ -136,7 +136,7 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
         where, tz = context(params, _EXPORT)
         fmt = export.parse_format(params.get("format"))
         bom = query.parse_bool(params["bom"], "bom") if params.get("bom") else True
-        chunks = export.export(query.iter_calls(get_store(), where), fmt, tz, bom=bom)
+        chunks = export.stream(get_store(), where, fmt, tz, bom=bom)
         stamp = datetime.now(tz).strftime("%Y%m%d-%H%M%S")
         return StreamingResponse(
             chunks,

@@ -760,8 +760,9 @@ def export_command(
         )
         with progress:
             task = progress.add_task(f"Exporting to {output}", total=total)
-            chunks = export.export(
-                query.iter_calls(store, where),
+            chunks = export.stream(
+                store,
+                where,
                 file_format,
                 tz,
                 bom=not no_bom,

@@ -1,24 +1,26 @@
 """Exports: every matching call as CSV, JSON Lines or Parquet, streamed in constant memory.
 
-Rows come from :func:`cdrhub.query.iter_calls` (a server-side cursor) in batches and leave as
-byte chunks as soon as a batch is formatted, so a million calls never sit in memory at once, over
-HTTP or into a file. Timestamps are ISO 8601 with the offset of the chosen zone; each keeps its
-``_ms`` twin exactly as NXCC sent it.
+Calls leave as byte chunks as soon as a batch is formatted, so a million calls never sit in
+memory at once, over HTTP or into a file. CSV lines are formatted by the database itself
+(:mod:`cdrhub.csvsql`, the cell rules are there); JSON Lines and Parquet are built here from
+:func:`cdrhub.query.iter_calls`. Timestamps are ISO 8601 with the offset of the chosen zone;
+each keeps its ``_ms`` twin exactly as NXCC sent it.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import BigInteger, Boolean, Double, Integer, SmallInteger
 
+from cdrhub import csvsql, query, zones
 from cdrhub.errors import FieldProblem, InvalidParameter
+from cdrhub.query import CallFilter
+from cdrhub.store import Store
 from cdrhub.store.schema import UTCDateTime, calls
 
 Format = Literal["csv", "jsonl", "parquet"]
@@ -29,10 +31,6 @@ MEDIA_TYPES = {
     "parquet": "application/vnd.apache.parquet",
 }
 COLUMNS: tuple[str, ...] = tuple(c.name for c in calls.columns)
-
-#: Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection"); tab
-#: and carriage return too, as some spreadsheets strip them and then see the next character.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 Progress = Callable[[int], None]
 
@@ -60,120 +58,46 @@ def require_parquet() -> None:
         ) from None
 
 
-def neutralise(value: str) -> str:
-    """Make a text cell inert in a spreadsheet: a leading ``'`` before formula characters.
-
-    A caller or intent field is free text from the outside world; ``=HYPERLINK(...)`` in it
-    must show as text in Excel, not run. (Only text cells: numbers such as a negative price
-    are written as numbers.)
-    """
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def export(
-    batches: Iterable[Sequence[Sequence[Any]]],
+def stream(
+    store: Store,
+    where: CallFilter,
     fmt: Format,
     tz: ZoneInfo,
     *,
     bom: bool = True,
     progress: Progress | None = None,
 ) -> Iterator[bytes]:
-    """Format batches of rows (``query.iter_calls``) as chunks of bytes, one per batch.
+    """Every call ``where`` selects, in start-time order, as chunks of bytes in ``fmt``.
 
-    ``progress`` is told how many rows each chunk held. Work is done a column at a time
-    (one comprehension per column and batch, no function call per cell): a million calls
-    are 40 million cells.
+    ``progress`` is told how many rows each chunk held.
     """
     if fmt == "csv":
-        return _csv(batches, tz, bom, progress)
+        return _csv(store, where, tz, bom, progress)
+    batches = query.iter_calls(store, where)
     if fmt == "jsonl":
         return _jsonl(batches, tz, progress)
     return _parquet(batches, tz, progress)
 
 
-_TIMES = frozenset(c.name for c in calls.columns if isinstance(c.type, UTCDateTime))
-_TEXTS = frozenset(
-    c.name
-    for c in calls.columns
-    if not isinstance(c.type, UTCDateTime | Boolean) and c.type.python_type is str
-)
-_BOOLS = frozenset(c.name for c in calls.columns if isinstance(c.type, Boolean))
-
-
-def iso_times(tz: ZoneInfo) -> Callable[[int | None], str | None]:
-    """Epoch ms to ISO 8601 in ``tz`` with ms and offset, as ``datetime.isoformat`` gives.
-
-    The local date, hour, minute and offset are worked out once per UTC minute (a zone's
-    offset is whole minutes), so a time costs one dict lookup and a small f-string.
-    """
-    minutes: dict[int, tuple[str, str]] = {}
-
-    def text(ms: int | None) -> str | None:
-        if ms is None:
-            return None
-        minute, rest = divmod(ms, 60_000)
-        parts = minutes.get(minute)
-        if parts is None:
-            local = (_EPOCH + timedelta(minutes=minute)).astimezone(tz)
-            parts = minutes[minute] = (local.strftime("%Y-%m-%dT%H:%M:"), local.isoformat()[19:])
-        return f"{parts[0]}{rest // 1000:02d}.{rest % 1000:03d}{parts[1]}"
-
-    return text
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _csv_converters(tz: ZoneInfo) -> list[Callable[[Sequence[Any]], list[Any]]]:
-    time = iso_times(tz)
-    formula = _FORMULA_START
-
-    def times(values: Sequence[Any]) -> list[Any]:
-        return ["" if v is None else time(v) for v in values]
-
-    def texts(values: Sequence[Any]) -> list[Any]:
-        return ["" if v is None else "'" + v if v.startswith(formula) else v for v in values]
-
-    def bools(values: Sequence[Any]) -> list[Any]:
-        return ["" if v is None else "true" if v else "false" for v in values]
-
-    def others(values: Sequence[Any]) -> list[Any]:
-        return ["" if v is None else v for v in values]
-
-    return [
-        times if c in _TIMES else texts if c in _TEXTS else bools if c in _BOOLS else others
-        for c in COLUMNS
-    ]
-
-
 def _csv(
-    batches: Iterable[Sequence[Sequence[Any]]], tz: ZoneInfo, bom: bool, progress: Progress | None
+    store: Store, where: CallFilter, tz: ZoneInfo, bom: bool, progress: Progress | None
 ) -> Iterator[bytes]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
     # The BOM is what makes Excel read UTF-8 (Chinese intents, names) instead of a legacy code page.
-    yield ("\ufeff" if bom else "").encode() + buffer.getvalue().encode()
-    converters = _csv_converters(tz)
-    for batch in batches:
-        if not batch:
-            continue
-        buffer.seek(0)
-        buffer.truncate()
-        cells = [
-            convert(column)
-            for convert, column in zip(converters, zip(*batch, strict=True), strict=True)
-        ]
-        writer.writerows(zip(*cells, strict=True))
-        yield buffer.getvalue().encode()
+    yield ("\ufeff" if bom else "").encode() + (",".join(COLUMNS) + "\n").encode()
+    for chunk, rows in csvsql.lines(store, where, tz):
+        yield chunk
         if progress:
-            progress(len(batch))
+            progress(rows)
+
+
+_TIMES = frozenset(c.name for c in calls.columns if isinstance(c.type, UTCDateTime))
+_BOOLS = frozenset(c.name for c in calls.columns if isinstance(c.type, Boolean))
 
 
 def _jsonl(
     batches: Iterable[Sequence[Sequence[Any]]], tz: ZoneInfo, progress: Progress | None
 ) -> Iterator[bytes]:
-    time = iso_times(tz)
+    time = zones.iso_times(tz)
     timed = [i for i, c in enumerate(COLUMNS) if c in _TIMES]
     flags = [i for i, c in enumerate(COLUMNS) if c in _BOOLS]
     encode = msgspec.json.Encoder().encode

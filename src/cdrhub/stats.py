@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from sqlalchemy import select
 
-from cdrhub import columns, rollup
+from cdrhub import columns, rollup, zones
 from cdrhub.columns import NULL, Facts
 from cdrhub.errors import FieldProblem, InvalidParameter
 from cdrhub.query import CallFilter
@@ -491,35 +491,11 @@ def _label(unit: str, bucket: int, kinds: np.ndarray | None) -> str:
 
 
 def _offsets(utc_ms: np.ndarray, tz: ZoneInfo) -> np.ndarray:
-    """The zone's UTC offset in ms at each instant.
-
-    The offset is sampled every 6 hours over the range (no zone changes twice that fast);
-    between two samples that differ, the exact transition is found by bisection.
-    """
-    step = 6 * _HOUR_MS
-    first, last = int(utc_ms.min()) // step, int(utc_ms.max()) // step + 1
-    samples = [_offset_ms(i * step, tz) for i in range(first, last + 1)]
-    changes: list[int] = []
-    values = [samples[0]]
-    for i in range(1, len(samples)):
-        if samples[i] != samples[i - 1]:
-            before, after = (first + i - 1) * step, (first + i) * step  # offset changes in (b, a]
-            while after - before > 1:
-                middle = (before + after) // 2
-                if _offset_ms(middle, tz) == samples[i - 1]:
-                    before = middle
-                else:
-                    after = middle
-            changes.append(after)
-            values.append(samples[i])
+    """The zone's UTC offset in ms at each instant (transitions found once for the range)."""
+    changes, values = zones.transitions(int(utc_ms.min()), int(utc_ms.max()), tz)
     if not changes:
         return np.full(len(utc_ms), values[0], np.int64)
     return np.array(values, np.int64)[np.searchsorted(changes, utc_ms, side="right")]
-
-
-def _offset_ms(ms: int, tz: ZoneInfo) -> int:
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    return (moment.astimezone(tz).utcoffset() or timedelta(0)) // timedelta(milliseconds=1)
 
 
 def row_facts(row: Mapping[str, Any], short_abandon_seconds: float) -> CallFacts:

@@ -365,7 +365,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             where = call_filter(params, zone)
         except InvalidParameter as exc:
             raise PageError(422, exc.detail) from None
-        chunks = export.export(query.iter_calls(get_store(), where), "csv", zone)
+        chunks = export.stream(get_store(), where, "csv", zone)
         stamp = datetime.now(zone).strftime("%Y%m%d-%H%M%S")
         return StreamingResponse(
             chunks,
