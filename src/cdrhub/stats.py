@@ -312,7 +312,9 @@ def aggregate(
     n = len(keys)
 
     def total(values: np.ndarray, mask: np.ndarray) -> list[float]:
-        return np.bincount(group[mask], weights=values[mask], minlength=n).tolist()
+        # Masked-out values (the NULL marker among them) times False are 0: one multiply
+        # instead of two boolean selections, which cost several times more here.
+        return np.bincount(group, weights=values * mask, minlength=n).tolist()
 
     answered = a["answered"] == 1
     queued = a["queued"] == 1
