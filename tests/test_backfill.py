@@ -138,20 +138,62 @@ def test_a_busy_window_is_split_until_its_pages_fit(store: Store, fake: FakeNxcc
 
 
 @pytest.mark.parametrize(
-    "shape",
+    ("shape", "total_key"),
     [
+        ("bare", None),
         ("list", None),
         ("list", "totalRow"),
+        ("records", "total"),
         ("rows", "totalCount"),
         ("items", None),
         ("data", "total"),
     ],
 )
-def test_every_documented_shape_of_data_is_read(fake: FakeNxcc, shape: tuple[str, Any]) -> None:
+def test_every_documented_shape_of_data_is_read(
+    fake: FakeNxcc, shape: str, total_key: str | None
+) -> None:
     fake.records = [_record(i) for i in range(150)]
-    fake.shape, fake.total_key = shape
+    fake.shape, fake.total_key = shape, total_key
     with _client(fake) as client:
+        first = client.page(BASE_S, BASE_S + 36_000, 1)
         assert len(backfill.pull(client, BASE_S, BASE_S + 36_000)) == 150
+    assert len(first.records) == 100 and first.total == (150 if total_key else None)
+
+
+@pytest.mark.parametrize(
+    ("data", "total"),
+    [
+        ({"list": None, "total": 0}, 0),
+        ({"total": 0}, 0),
+        ({"totalRow": "0"}, 0),
+        ({"records": None}, None),
+        ({"list": [], "total": 0}, 0),
+        (None, None),
+    ],
+)
+def test_an_empty_answer_is_an_empty_page(fake: FakeNxcc, data: Any, total: int | None) -> None:
+    """No list, or a null one, with nothing to list: no calls, not an error."""
+    fake.script = [("raw", json.dumps({"code": 0, "msg": "success", "data": data}))]
+    with _client(fake) as client:
+        page = client.page(BASE_S, BASE_S + 3600, 1)
+    assert page.records == [] and page.total == total
+
+
+@pytest.mark.parametrize("data", [{"list": None, "total": 3}, {"total": 5}, {}])
+def test_a_missing_list_with_calls_to_list_is_an_error(fake: FakeNxcc, data: Any) -> None:
+    fake.script = [("raw", json.dumps({"code": 0, "data": data}))]
+    with _client(fake) as client, pytest.raises(nxcc.NxccError, match="no list of records"):
+        client.page(BASE_S, BASE_S + 3600, 1)
+
+
+def test_pulled_directions_keep_the_push_encoding(store: Store, fake: FakeNxcc) -> None:
+    """The query's direction filter is encoded 1/2/3 but never sent; records are 0/1/2 as pushed."""
+    fake.records = [_record(i) | {"direction": i} for i in range(3)]
+    with _client(fake) as client:
+        backfill.reconcile(store, client, BASE_S, BASE_S + 36_000)
+    stored = [store.get_call(f"call-{i:05d}") for i in range(3)]
+    assert [row["direction"] for row in stored if row] == [0, 1, 2]
+    assert all("direction" not in q for q in fake.requests)
 
 
 @pytest.mark.parametrize(
@@ -162,6 +204,9 @@ def test_every_documented_shape_of_data_is_read(fake: FakeNxcc, shape: tuple[str
         ([("raw", '{"code":0,"data":"nope"}')], {}, 'no list of records.*"data": "nope"'),
         ([("raw", '{"oops":1}')], {}, "not \\{code, msg, data\\}"),
         ([("http", 404)], {}, "HTTP 404.*CDRHUB_NXCC_GATEWAY"),
+        ([("http", 401)], {}, "HTTP 401.*ACCESS_KEY.*ACCESS_SECRET.*IP allow-list"),
+        ([("http", 403)], {}, "HTTP 403.*ACCESS_KEY.*ACCESS_SECRET.*IP allow-list"),
+        ([("code", 10029, "request too frequent")] * 3, {}, "too frequent.*3 attempts.*NXCC_RATE"),
         ([("http", 503)] * 3, {}, "HTTP 503.*3 attempts"),
         ([("code", 10002, "timestamp expired")], {}, "timestamp expired.*clock"),
     ],
@@ -186,6 +231,49 @@ def test_timeouts_rate_limits_and_5xx_are_retried(fake: FakeNxcc) -> None:
     with _client(fake, timeout=0.3, retries=3) as client:
         assert len(client.page(BASE_S, BASE_S + 36_000, 1).records) == 1
     assert len(fake.requests) == 4
+
+
+@pytest.mark.parametrize("msg", ["request too frequent", "请求过于频繁", "rate limit exceeded"])
+def test_a_rate_limit_sent_as_an_error_code_is_retried(fake: FakeNxcc, msg: str) -> None:
+    """HTTP 200 with a code saying "slow down" is waited out like a 429, not reported."""
+    fake.records = [_record(1)]
+    fake.script = [("code", 10029, msg), ("code", 10029, msg)]
+    with _client(fake, retries=2) as client:
+        assert len(client.page(BASE_S, BASE_S + 36_000, 1).records) == 1
+    assert len(fake.requests) == 3
+
+
+def test_other_error_codes_are_not_retried(fake: FakeNxcc) -> None:
+    fake.script = [("code", 10001, "sign error")] * 3
+    with _client(fake, retries=2) as client, pytest.raises(nxcc.NxccRefused):
+        client.page(BASE_S, BASE_S + 3600, 1)
+    assert len(fake.requests) == 1
+
+
+def test_retries_back_off_exponentially_with_jitter(fake: FakeNxcc) -> None:
+    """Waits of 0.1, 0.2, 0.4 s, each stretched by a random 0-50 %; Retry-After is obeyed."""
+    waits: list[float] = []
+    fake.script = [("http", 503), ("http", 502), ("code", 10029, "too many requests")]
+    with _client(fake, retries=3, backoff=0.1, sleep=waits.append) as client:
+        client.page(BASE_S, BASE_S + 3600, 1)
+    ratios = [wait / (0.1 * 2**n) for n, wait in enumerate(waits)]
+    assert len(ratios) == 3 and all(1 <= r <= 1.5 for r in ratios), waits
+    assert len({round(r, 6) for r in ratios}) > 1, "no jitter: every wait is its base"
+    waits.clear()
+    fake.script = [("retry_after", 7)]
+    with _client(fake, retries=1, sleep=waits.append) as client:
+        client.page(BASE_S, BASE_S + 3600, 1)
+    assert len(waits) == 1 and 7 <= waits[0] <= 10.5
+
+
+def test_requests_keep_to_the_configured_rate(fake: FakeNxcc) -> None:
+    """At 20 requests a second, 6 requests take at least 5 intervals of 50 ms."""
+    with _client(fake, rate=20.0) as client:
+        started = time.monotonic()
+        for _ in range(6):
+            client.page(BASE_S, BASE_S + 3600, 1)
+        elapsed = time.monotonic() - started
+    assert elapsed >= 0.25 - 0.01, elapsed
 
 
 def test_an_unreachable_gateway_is_a_clear_error() -> None:
