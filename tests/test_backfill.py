@@ -83,10 +83,19 @@ def test_reconcile_fetches_exactly_what_the_push_missed(store: Store, fake: Fake
         assert sum(h.missing for h in hours) == 1_000
         assert sum(h.stored.created for h in hours) == 1_000
         assert sum(h.different + h.stored.updated for h in hours) == 0
+        # The 9,000 that arrived by push are compared, not written: no raw version, no mark.
+        assert sum(h.stored.unchanged + h.stored.records for h in hours) == 1_000
+        assert _count(store, raw_pushes) == 10_000 and _count(store, import_marks) == 0
         assert store.count_calls() == 10_000
         again = backfill.reconcile(store, client, BASE_S, BASE_S + 10 * 3600)
     assert sum(h.missing + h.different + h.stored.created + h.stored.updated for h in again) == 0
+    assert sum(h.stored.records for h in again) == 0
     assert store.count_calls() == 10_000
+
+
+def _count(store: Store, table: Any) -> int:
+    with store.read_engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
 def test_a_pulled_record_that_differs_becomes_a_new_version(store: Store, fake: FakeNxcc) -> None:
@@ -135,6 +144,23 @@ def test_a_busy_window_is_split_until_its_pages_fit(store: Store, fake: FakeNxcc
         result = backfill.backfill(store, client, BASE_S, BASE_S + 3600, max_pages=2)
     assert result.fetched == 450 and store.count_calls() == 450
     assert any(q["endTime"] - q["startTime"] < 3599 for q in fake.requests)
+
+
+def test_a_reported_total_too_big_splits_at_once(fake: FakeNxcc) -> None:
+    """With a total over max_pages pages, the whole window is asked for only its first page."""
+    fake.records = [_record(i) | {"startTime": BASE_S * 1000 + i * 7} for i in range(450)]
+    with _client(fake) as client:
+        assert len(backfill.pull(client, BASE_S, BASE_S + 3600, max_pages=2)) == 450
+    whole = [q["page"] for q in fake.requests if q["endTime"] - q["startTime"] >= 3599]
+    assert whole == [1]
+
+
+def test_a_short_page_is_the_last(fake: FakeNxcc) -> None:
+    """250 calls: pages of 100, 100 and 50, and no fourth request."""
+    fake.records = [_record(i) | {"startTime": BASE_S * 1000 + i} for i in range(250)]
+    with _client(fake) as client:
+        assert len(backfill.pull(client, BASE_S, BASE_S + 3600)) == 250
+    assert [q["page"] for q in fake.requests] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(
@@ -186,6 +212,48 @@ def test_a_missing_list_with_calls_to_list_is_an_error(fake: FakeNxcc, data: Any
         client.page(BASE_S, BASE_S + 3600, 1)
 
 
+@pytest.mark.parametrize("rule", ["second", "ms", "exclusive"])
+def test_no_call_is_lost_or_doubled_at_a_window_edge(
+    store: Store, fake: FakeNxcc, rule: str
+) -> None:
+    """Whichever way NXCC reads endTime, calls in an hour's last or first second land once."""
+    fake.end_rule = rule
+    edges = []
+    for hour in range(1, 10):
+        boundary = (BASE_S + hour * 3600) * 1000
+        for offset in (-1000, -500, -1, 0, 1, 999):
+            edges.append(
+                _record(len(edges), startTime=boundary + offset) | {"callId": f"e{len(edges)}"}
+            )
+    fake.records = edges + [_record(i) for i in range(500)]
+    with _client(fake) as client:
+        result = backfill.backfill(store, client, BASE_S, BASE_S + 10 * 3600)
+    assert result.fetched == len(fake.records) and result.tally.created == len(fake.records)
+    assert store.count_calls() == len(fake.records)
+    # Each window asks up to the next one's first second, so the rule does not matter.
+    assert all(q["endTime"] - q["startTime"] == 3600 for q in fake.requests)
+
+
+def test_a_gateway_that_ignores_page_is_an_error_not_a_loop(fake: FakeNxcc) -> None:
+    fake.records = [_record(i) | {"startTime": BASE_S * 1000 + i} for i in range(150)]
+    fake.ignore_page, fake.total_key = True, None
+    with _client(fake) as client, pytest.raises(nxcc.NxccError, match="page 2 with the same calls"):
+        backfill.pull(client, BASE_S, BASE_S + 3600)
+    assert len(fake.requests) == 2
+
+
+def test_a_total_that_counts_pages_does_not_stop_paging(
+    fake: FakeNxcc, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose total is 4 (pages) for 350 calls: all 350 are read, and it is logged."""
+    fake.records = [_record(i) | {"startTime": BASE_S * 1000 + i * 1000} for i in range(350)]
+    fake.total_counts = "pages"
+    with _client(fake) as client:
+        assert len(backfill.pull(client, BASE_S, BASE_S + 3600)) == 350
+    assert [q["page"] for q in fake.requests] == [1, 2, 3, 4]
+    assert "reported a total of 4" in caplog.text and "held 350" in caplog.text
+
+
 def test_pulled_directions_keep_the_push_encoding(store: Store, fake: FakeNxcc) -> None:
     """The query's direction filter is encoded 1/2/3 but never sent; records are 0/1/2 as pushed."""
     fake.records = [_record(i) | {"direction": i} for i in range(3)]
@@ -194,6 +262,23 @@ def test_pulled_directions_keep_the_push_encoding(store: Store, fake: FakeNxcc) 
     stored = [store.get_call(f"call-{i:05d}") for i in range(3)]
     assert [row["direction"] for row in stored if row] == [0, 1, 2]
     assert all("direction" not in q for q in fake.requests)
+
+
+def test_windows_follow_the_call_centers_hours() -> None:
+    """In Asia/Kolkata (UTC+5:30) hours start at :30 UTC; in UTC at :00."""
+    from zoneinfo import ZoneInfo
+
+    kolkata = list(backfill.windows(BASE_S, BASE_S + 3 * 3600, zone=ZoneInfo("Asia/Kolkata")))
+    assert kolkata == [
+        (BASE_S, BASE_S + 1800),
+        (BASE_S + 1800, BASE_S + 5400),
+        (BASE_S + 5400, BASE_S + 9000),
+        (BASE_S + 9000, BASE_S + 10800),
+    ]
+    assert list(backfill.windows(BASE_S, BASE_S + 7200)) == [
+        (BASE_S, BASE_S + 3600),
+        (BASE_S + 3600, BASE_S + 7200),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -367,6 +452,30 @@ def test_cli_errors_are_one_line_not_a_traceback(settings: Settings, fake: FakeN
         env={"CDRHUB_DATABASE_URL": settings.database_url, "CDRHUB_TOKENS": ""},
     )
     assert missing.exit_code == 1 and "CDRHUB_NXCC_ACCESS_KEY" in missing.output
+
+
+def test_backfill_does_not_checkpoint_hours_still_to_come(store: Store, fake: FakeNxcc) -> None:
+    """Up to now: the last hour is pulled but left open, later ones are not even asked for."""
+    fake.records = [_record(i) for i in range(100)]
+    now = BASE_S + 5 * 3600 + 1800  # half past the fifth hour
+    with _client(fake) as client:
+        first = backfill.backfill(store, client, BASE_S, BASE_S + 10 * 3600, now_s=now)
+    assert first.unsettled_from == BASE_S + 4 * 3600 and first.finished_at is None
+    assert max(q["startTime"] for q in fake.requests) == BASE_S + 5 * 3600
+    with store.read_engine.connect() as conn:
+        row = conn.execute(select(backfill_checkpoints)).mappings().one()
+    assert row["done_until"] == BASE_S + 4 * 3600 and row["finished_at"] is None
+    # Later, the hours have happened: what NXCC got since is fetched, and the range completes.
+    fake.records.append(_record(100, startTime=(BASE_S + 8 * 3600) * 1000) | {"callId": "later"})
+    fake.requests = []
+    with _client(fake) as client:
+        second = backfill.backfill(store, client, BASE_S, BASE_S + 10 * 3600)
+    assert min(q["startTime"] for q in fake.requests) == BASE_S + 4 * 3600
+    assert store.get_call("later") is not None and second.unsettled_from is None
+    assert second.tally.created == store.count_calls() == 101
+    with _client(fake) as client:
+        third = backfill.backfill(store, client, BASE_S, BASE_S + 10 * 3600)
+    assert third.finished_at is not None
 
 
 # -- import ---------------------------------------------------------------------------------------

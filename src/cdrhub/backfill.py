@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
@@ -27,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from cdrhub import cdr
 from cdrhub.errors import CdrhubError
 from cdrhub.imports import Tally, differs, store_records, stored_rows
-from cdrhub.nxcc import MAX_PAGE_SIZE, Client, NxccError
+from cdrhub.nxcc import MAX_PAGE_SIZE, Client, NxccError, sample
 from cdrhub.store import Store
 from cdrhub.store.schema import backfill_checkpoints, calls
 
@@ -37,13 +38,27 @@ WINDOW_SECONDS = 3600
 #: Pages a window may take before it is split: NXCC's deep pages are slow, and a window that
 #: holds this many calls is better asked for in halves.
 MAX_PAGES = 50
+#: Pages a window that cannot be split any more (one second) may take before cdrhub gives up:
+#: a gateway that never sends a short page would otherwise be asked forever.
+HARD_MAX_PAGES = 1000
+#: A backfill checkpoints a window only once it ended this long ago. A call appears in the
+#: query API when it ends, under its start time, so the latest hour may still grow.
+SETTLE_SECONDS = 3600
 
 
-def windows(start_s: int, end_s: int, size: int = WINDOW_SECONDS) -> Iterator[tuple[int, int]]:
-    """``[start_s, end_s)`` in windows aligned on UTC hours (the first and last may be short)."""
+def windows(
+    start_s: int, end_s: int, *, zone: tzinfo = UTC, size: int = WINDOW_SECONDS
+) -> Iterator[tuple[int, int]]:
+    """``[start_s, end_s)`` in windows that end on ``zone``'s whole hours (first, last short).
+
+    Local hours, not UTC's: a reconcile's hours are the call center's, also in a zone such as
+    Asia/Kolkata that is half an hour off UTC.
+    """
     at = start_s
     while at < end_s:
-        stop = min((at // size + 1) * size, end_s)
+        offset = zone.utcoffset(datetime.fromtimestamp(at, UTC))
+        phase = int(offset.total_seconds()) % size if offset is not None else 0
+        stop = min(((at - phase) // size + 1) * size + phase, end_s)
         yield at, stop
         at = stop
 
@@ -51,33 +66,108 @@ def windows(start_s: int, end_s: int, size: int = WINDOW_SECONDS) -> Iterator[tu
 def pull(
     client: Client, start_s: int, end_s: int, *, max_pages: int = MAX_PAGES
 ) -> list[dict[str, Any]]:
-    """Every record NXCC has for calls that started in ``[start_s, end_s)``.
+    """Every record NXCC has for calls that started in ``[start_s, end_s)``, each once.
+
+    NXCC does not say whether ``endTime`` includes its second, all of it, or none of it. The
+    query therefore asks up to ``end_s`` itself and keeps only what started before it: a call
+    at hh:59:59.500 is then found by one window whichever rule the gateway follows.
 
     A window with more than ``max_pages`` pages is split in two and each half asked for
     separately (down to one second), whether NXCC reports a total or not.
     """
-    first = client.page(start_s, end_s - 1, 1)
-    too_many = first.total is not None and first.total > max_pages * MAX_PAGE_SIZE
-    if too_many and end_s - start_s > 1:
-        return _halves(client, start_s, end_s, max_pages)
-    records = list(first.records)
-    page = 1
-    while len(records) == page * MAX_PAGE_SIZE and (
-        first.total is None or len(records) < first.total
-    ):
+    found = _pages(client, start_s, end_s, max_pages)
+    if found is None:
+        middle = (start_s + end_s) // 2
+        log.info("window %d-%d holds too many calls: asking for it in halves", start_s, end_s)
+        return pull(client, start_s, middle, max_pages=max_pages) + pull(
+            client, middle, end_s, max_pages=max_pages
+        )
+    return _within(found, start_s, end_s)
+
+
+def _pages(client: Client, start_s: int, end_s: int, max_pages: int) -> list[dict[str, Any]] | None:
+    """Every page of one query, or None when the window should be asked for in halves.
+
+    Paging stops at the first page shorter than the page size, never at the reported total:
+    what the vendor calls a total is not documented (a page count would stop us early), so it
+    only helps decide to split, and a disagreement is logged.
+    """
+    splittable = end_s - start_s > 1
+    first = client.page(start_s, end_s, 1)
+    if splittable and first.total is not None and first.total > max_pages * MAX_PAGE_SIZE:
+        return None
+    records, last, page = list(first.records), first.records, 1
+    while len(last) >= MAX_PAGE_SIZE:
         page += 1
-        if page > max_pages and end_s - start_s > 1:
-            return _halves(client, start_s, end_s, max_pages)
-        records.extend(client.page(start_s, end_s - 1, page).records)
+        if page > max_pages and splittable:
+            return None
+        if page > HARD_MAX_PAGES:
+            raise NxccError(
+                f"NXCC gave more than {HARD_MAX_PAGES} full pages for the one second at "
+                f"{start_s}; the gateway seems not to page: {sample(last[:2])}"
+            )
+        current = client.page(start_s, end_s, page).records
+        _refuse_repeated_page(current, last, page)
+        records.extend(current)
+        last = current
+    if first.total is not None and first.total != len(records):
+        log.warning(
+            "NXCC reported a total of %d for %d-%d but its pages held %d calls; keeping the pages",
+            first.total, start_s, end_s, len(records),
+        )  # fmt: skip
     return records
 
 
-def _halves(client: Client, start_s: int, end_s: int, max_pages: int) -> list[dict[str, Any]]:
-    middle = (start_s + end_s) // 2
-    log.info("window %d-%d holds too many calls: asking for it in halves", start_s, end_s)
-    return pull(client, start_s, middle, max_pages=max_pages) + pull(
-        client, middle, end_s, max_pages=max_pages
-    )
+def _refuse_repeated_page(
+    current: list[dict[str, Any]], last: list[dict[str, Any]], page: int
+) -> None:
+    """A gateway that ignores ``page`` answers every page with the first: stop, don't loop."""
+    ids = [r.get("callId") for r in current]
+    if any(ids) and ids == [r.get("callId") for r in last]:
+        raise NxccError(
+            f"NXCC answered page {page} with the same calls as page {page - 1}: the gateway "
+            f"seems to ignore `page`, so the range cannot be read completely: {sample(current[:2])}"
+        )
+
+
+def _within(records: list[dict[str, Any]], start_s: int, end_s: int) -> list[dict[str, Any]]:
+    """The records that started in ``[start_s, end_s)``, each callId once.
+
+    A record whose startTime cannot be read is kept: it was returned for this window, and
+    storing it (or quarantining it) twice changes nothing.
+    """
+    low, high = start_s * 1000, end_s * 1000
+    kept: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    stray = 0
+    for record in records:
+        ms = _start_ms(record)
+        if ms is not None and not low <= ms < high:
+            # The second at ``end_s`` is asked for on purpose; anything else is unexpected.
+            stray += not low <= ms < high + 1000
+            continue
+        call_id = record.get("callId")
+        if isinstance(call_id, str) and call_id:
+            if call_id in seen:
+                continue
+            seen.add(call_id)
+        kept.append(record)
+    if stray:
+        log.warning(
+            "NXCC returned %d calls that started outside %d-%d, the window asked for",
+            stray, start_s, end_s,
+        )  # fmt: skip
+    return kept
+
+
+def _start_ms(record: dict[str, Any]) -> int | None:
+    """A record's startTime in epoch ms, when it is one (0 means absent, as in a push)."""
+    value = record.get("startTime")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and value > 0 else None
 
 
 # -- backfill -----------------------------------------------------------------------------------
@@ -85,12 +175,21 @@ def _halves(client: Client, start_s: int, end_s: int, max_pages: int) -> list[di
 
 @dataclass
 class Progress:
-    """What a run has done so far, for a progress bar."""
+    """What a run has done so far, for a progress bar and the summary.
+
+    The counts are the whole range's, an interrupted earlier run's included
+    (``earlier_fetched`` of them). ``finished_at`` is set when the range was already complete
+    and nothing was asked for; ``unsettled_from`` when the range reaches into the last
+    :data:`SETTLE_SECONDS`, from which on nothing was checkpointed.
+    """
 
     windows: int = 0
     windows_done: int = 0
     fetched: int = 0
     tally: Tally = field(default_factory=Tally)
+    earlier_fetched: int = 0
+    finished_at: datetime | None = None
+    unsettled_from: int | None = None
 
 
 def backfill(
@@ -102,32 +201,54 @@ def backfill(
     restart: bool = False,
     on_window: Callable[[Progress], None] | None = None,
     max_pages: int = MAX_PAGES,
+    zone: tzinfo = UTC,
+    now_s: float | None = None,
 ) -> Progress:
-    """Pull and store every call in ``[start_s, end_s)``, resuming from the range's checkpoint."""
-    done_until, counts = _checkpoint(store, start_s, end_s, restart)
-    all_windows = list(windows(start_s, end_s))
+    """Pull and store every call in ``[start_s, end_s)``, resuming from the range's checkpoint.
+
+    A range finished before is not asked for again (``restart`` does). Windows that ended less
+    than :data:`SETTLE_SECONDS` before now are pulled but not checkpointed, and those not
+    begun yet are skipped, so the range stays unfinished and a later run asks for them again.
+    """
+    now = time.time() if now_s is None else now_s
+    saved = _checkpoint(store, start_s, end_s, restart)
+    all_windows = list(windows(start_s, end_s, zone=zone))
     progress = Progress(windows=len(all_windows))
-    progress.tally = Tally(**{k: v for k, v in counts.items() if k != "fetched"})
-    progress.fetched = counts.get("fetched", 0)
+    progress.tally = Tally(**{k: v for k, v in saved.counts.items() if k != "fetched"})
+    progress.fetched = progress.earlier_fetched = saved.counts.get("fetched", 0)
+    if saved.finished_at is not None:
+        progress.windows_done, progress.finished_at = len(all_windows), saved.finished_at
+        return progress
     for window_start, window_end in all_windows:
-        if window_end <= done_until:
+        if window_end <= saved.done_until:
             progress.windows_done += 1
             continue
-        records = pull(client, window_start, window_end, max_pages=max_pages)
-        progress.fetched += len(records)
-        progress.tally.add(store_records(store, records, origin="nxcc"))
+        if window_end > now - SETTLE_SECONDS and progress.unsettled_from is None:
+            progress.unsettled_from = window_start
+        if window_start < now:  # a window not begun yet cannot hold a call
+            records = pull(client, window_start, window_end, max_pages=max_pages)
+            progress.fetched += len(records)
+            progress.tally.add(store_records(store, records, origin="nxcc"))
         progress.windows_done += 1
-        _save_checkpoint(store, start_s, end_s, window_end, progress, window_end >= end_s)
+        if progress.unsettled_from is None:
+            _save_checkpoint(store, start_s, end_s, window_end, progress, window_end >= end_s)
         if on_window is not None:
             on_window(progress)
-    if not all_windows or done_until >= end_s:
+    if not all_windows:
         _save_checkpoint(store, start_s, end_s, end_s, progress, True)
     return progress
 
 
-def _checkpoint(
-    store: Store, start_s: int, end_s: int, restart: bool
-) -> tuple[int, dict[str, int]]:
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """A range's checkpoint as the database holds it."""
+
+    done_until: int
+    counts: dict[str, int]
+    finished_at: datetime | None = None
+
+
+def _checkpoint(store: Store, start_s: int, end_s: int, restart: bool) -> _Saved:
     """Where a previous run of this exact range stopped (its start if none, or ``restart``)."""
     where = and_(
         backfill_checkpoints.c.range_start == start_s, backfill_checkpoints.c.range_end == end_s
@@ -142,7 +263,7 @@ def _checkpoint(
                     started_at=now, updated_at=now,
                 )
             )  # fmt: skip
-            return start_s, {}
+            return _Saved(start_s, {})
         if restart:
             conn.execute(
                 update(backfill_checkpoints)
@@ -150,8 +271,8 @@ def _checkpoint(
                 .values(done_until=start_s, counts="{}", started_at=now, updated_at=now,
                         finished_at=None)
             )  # fmt: skip
-            return start_s, {}
-        return int(row["done_until"]), json.loads(row["counts"])
+            return _Saved(start_s, {})
+        return _Saved(int(row["done_until"]), json.loads(row["counts"]), row["finished_at"])
 
 
 def _save_checkpoint(
@@ -200,10 +321,15 @@ def reconcile(
     *,
     on_hour: Callable[[Hour], None] | None = None,
     max_pages: int = MAX_PAGES,
+    zone: tzinfo = UTC,
 ) -> list[Hour]:
-    """Compare each hour of ``[start_s, end_s)`` and store what cdrhub lacks or has otherwise."""
+    """Compare each hour of ``[start_s, end_s)`` and store what cdrhub lacks or has otherwise.
+
+    Hours are ``zone``'s (the call center's); an invalid record NXCC returns is quarantined
+    once, and counted in ``Hour.stored.quarantined`` at every run that sees it.
+    """
     hours = []
-    for window_start, window_end in windows(start_s, end_s):
+    for window_start, window_end in windows(start_s, end_s, zone=zone):
         hour = _reconcile_hour(store, client, window_start, window_end, max_pages)
         hours.append(hour)
         if on_hour is not None:
