@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -367,7 +368,8 @@ def test_an_unreachable_gateway_is_a_clear_error() -> None:
             client.page(BASE_S, BASE_S + 3600, 1)
 
 
-def _cli(settings: Settings, fake: FakeNxcc | None, *args: str) -> Any:
+def _cli(settings: Settings, fake: FakeNxcc | None, *args: str, **extra: str) -> Any:
+    """Run the real CLI on the test database; ``extra`` adds or overrides variables."""
     env = {
         "CDRHUB_DATABASE_URL": settings.database_url,
         "CDRHUB_TOKENS": "",
@@ -379,6 +381,7 @@ def _cli(settings: Settings, fake: FakeNxcc | None, *args: str) -> Any:
     }
     if fake is not None:
         env["CDRHUB_NXCC_GATEWAY"] = fake.url
+    env.update(extra)
     return CliRunner().invoke(main, list(args), env=env)
 
 
@@ -476,6 +479,22 @@ def test_backfill_does_not_checkpoint_hours_still_to_come(store: Store, fake: Fa
     with _client(fake) as client:
         third = backfill.backfill(store, client, BASE_S, BASE_S + 10 * 3600)
     assert third.finished_at is not None
+
+
+@pytest.mark.parametrize(
+    ("gateway", "message"),
+    [
+        ("api2.nxcloud.com", "must be an https:// \\(or http://\\) URL"),
+        ("http://[::1", "is not a URL"),
+        ("ftp://api2.nxcloud.com", "must be an https://"),
+    ],
+)
+def test_a_malformed_gateway_is_refused_with_the_setting_named(
+    settings: Settings, gateway: str, message: str
+) -> None:
+    result = _cli(settings, None, "reconcile", "--since", "1h", CDRHUB_NXCC_GATEWAY=gateway)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert re.search(f"Error: invalid settings: CDRHUB_NXCC_GATEWAY: .*{message}", result.output)
 
 
 # -- import ---------------------------------------------------------------------------------------
