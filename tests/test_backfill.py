@@ -6,8 +6,11 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -392,8 +395,19 @@ def test_cli_backfill_and_reconcile(store: Store, settings: Settings, fake: Fake
     assert result.exit_code == 0, result.output
     assert "300 calls fetched from NXCC: 300 new" in result.output
     assert store.count_calls() == 300
+    fake.requests = []
     again = _cli(settings, fake, "backfill", *span)
-    assert "0 calls fetched" in again.output, again.output  # the range is done: nothing asked
+    assert again.exit_code == 0 and fake.requests == []  # the range is done: nothing asked
+    with store.read_engine.connect() as conn:
+        finished = conn.execute(select(backfill_checkpoints.c.finished_at)).scalar_one()
+    local = finished.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    assert again.stdout == (
+        f"range already complete (finished at {local}); use --restart to fetch it again.\n"
+    )
+    restarted = _cli(settings, fake, "backfill", "--restart", *span)
+    assert restarted.stdout == (
+        "300 calls fetched from NXCC: 0 new, 0 updated, 300 unchanged, 0 quarantined.\n"
+    )
     # reconcile looks back from now: NXCC has a call from an hour ago that never arrived
     recent = int(time.time()) - 3600
     fake.records.append({"callId": "recent", "direction": 0, "startTime": recent * 1000})
@@ -457,6 +471,25 @@ def test_cli_errors_are_one_line_not_a_traceback(settings: Settings, fake: FakeN
     assert missing.exit_code == 1 and "CDRHUB_NXCC_ACCESS_KEY" in missing.output
 
 
+def test_cli_resumed_backfill_says_what_the_earlier_run_did(
+    store: Store, settings: Settings, fake: FakeNxcc
+) -> None:
+    fake.records = [_record(i) for i in range(600)]
+    fake.fail_after = 4
+    span = ("--from", "2025-11-24T16:00+00:00", "--to", "2025-11-25T02:00+00:00")
+    broken = _cli(settings, fake, "backfill", *span)
+    assert broken.exit_code == 1 and "run the same command again to resume" in broken.output
+    with store.read_engine.connect() as conn:
+        earlier = json.loads(conn.execute(select(backfill_checkpoints.c.counts)).scalar_one())
+    assert 0 < earlier["fetched"] < 600
+    fake.fail_after = None
+    resumed = _cli(settings, fake, "backfill", *span)
+    assert resumed.stdout == (
+        f"600 calls fetched from NXCC (of which {earlier['fetched']} before it was "
+        "interrupted): 600 new, 0 updated, 0 unchanged, 0 quarantined.\n"
+    )
+
+
 def test_backfill_does_not_checkpoint_hours_still_to_come(store: Store, fake: FakeNxcc) -> None:
     """Up to now: the last hour is pulled but left open, later ones are not even asked for."""
     fake.records = [_record(i) for i in range(100)]
@@ -479,6 +512,121 @@ def test_backfill_does_not_checkpoint_hours_still_to_come(store: Store, fake: Fa
     with _client(fake) as client:
         third = backfill.backfill(store, client, BASE_S, BASE_S + 10 * 3600)
     assert third.finished_at is not None
+
+
+def test_cli_backfill_of_today_warns_and_stays_open(
+    store: Store, settings: Settings, fake: FakeNxcc
+) -> None:
+    """Run twice today: a call NXCC got in between (its push lost) is fetched by the second."""
+    from datetime import datetime
+
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    first = _cli(settings, fake, "backfill", "--from", today, "--to", today)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("0 calls fetched from NXCC")
+    assert "NXCC may still add calls" in first.stderr and "not checkpointed" in first.stderr
+    recent = int(time.time()) - 60
+    fake.records.append({"callId": "meanwhile", "direction": 0, "startTime": recent * 1000})
+    second = _cli(settings, fake, "backfill", "--from", today, "--to", today)
+    assert second.exit_code == 0, second.output
+    assert "1 new" in second.stdout and store.get_call("meanwhile") is not None
+
+
+@pytest.mark.parametrize("day", ["2025-11-25", "20251125"])
+def test_cli_dates_are_whole_days_in_the_configured_zone(
+    settings: Settings, fake: FakeNxcc, day: str
+) -> None:
+    """Asia/Shanghai's 25 November is 16:00 UTC on the 24th up to 16:00 UTC on the 25th."""
+    result = _cli(settings, fake, "backfill", "--from", day, "--to", day)
+    assert result.exit_code == 0, result.output
+    start = int(datetime(2025, 11, 24, 16, tzinfo=UTC).timestamp())
+    assert min(q["startTime"] for q in fake.requests) == start
+    assert max(q["endTime"] for q in fake.requests) == start + 24 * 3600
+    assert len(fake.requests) == 24
+
+
+def test_cli_reconcile_hours_are_local_hours(settings: Settings, fake: FakeNxcc) -> None:
+    result = _cli(settings, fake, "reconcile", "--since", "3h", CDRHUB_TIMEZONE="Asia/Kolkata")
+    assert result.exit_code == 0, result.output
+    labels = [line.split("│")[1].strip() for line in result.stdout.splitlines() if "│" in line]
+    assert len(labels) in (3, 4) and all(label.endswith(":00") for label in labels[1:])
+
+
+def test_reconcile_quarantines_an_invalid_record_once(
+    store: Store, settings: Settings, fake: FakeNxcc
+) -> None:
+    """Three runs see NXCC's one bad record: one quarantine entry, reported at every run."""
+    recent = int(time.time()) - 600
+    fake.records = [
+        {"callId": "bad-1", "direction": 7, "startTime": recent * 1000},
+        {"callId": "ok-1", "direction": 0, "startTime": (recent - 60) * 1000},
+    ]
+    for _ in range(3):
+        result = _cli(settings, fake, "reconcile", "--since", "2h")
+        assert result.exit_code == 0, result.output
+        assert "1 invalid at NXCC, in quarantine" in result.stdout
+        assert "quarantined" in result.stdout.splitlines()[1]  # the table's header
+    assert [q["call_id"] for q in store.quarantined()] == ["bad-1"]
+    with _client(fake) as client:
+        hours = backfill.reconcile(store, client, recent - 3600, recent + 60)
+    assert sum(h.stored.quarantined for h in hours) == 1
+    assert sum(h.stored.quarantined_before for h in hours) == 1
+
+
+@contextmanager
+def _database_held(settings: Settings) -> Iterator[dict[str, str]]:
+    """Keep the database busy as another writer would; yields the env that makes cdrhub
+    give up after a short wait."""
+    if settings.database_url.startswith("sqlite"):
+        import sqlite3
+
+        holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
+        holder.isolation_level = None
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield {"CDRHUB_SQLITE_BUSY_TIMEOUT_MS": "200"}
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    import psycopg
+
+    with psycopg.connect(settings.database_url) as holder:
+        holder.execute("LOCK TABLE calls, backfill_checkpoints IN ACCESS EXCLUSIVE MODE")
+        yield {"PGOPTIONS": "-c lock_timeout=300"}
+        holder.rollback()
+
+
+@pytest.mark.parametrize("command", ["backfill", "reconcile", "import"])
+def test_a_busy_database_is_a_one_line_error(
+    store: Store, settings: Settings, fake: FakeNxcc, tmp_path: Path, command: str
+) -> None:
+    """Another writer holds the database: each command ends with one line, whichever write
+    or read meets the lock (for import, only the "seen by import" marks are left to write)."""
+    recent = int(time.time()) - 600
+    fake.records = [_record(i) for i in range(20)] + [
+        {"callId": "recent", "direction": 0, "startTime": recent * 1000}
+    ]
+    calls_file = tmp_path / "calls.json"
+    calls_file.write_text(json.dumps([_record(i) for i in range(3)]), encoding="utf-8")
+    store.write([_push(_record(i)) for i in range(3)])
+    args = {
+        "backfill": [
+            "backfill",
+            "--from",
+            "2025-11-24T16:00+00:00",
+            "--to",
+            "2025-11-24T18:00+00:00",
+        ],
+        "reconcile": ["reconcile", "--since", "2h"],
+        "import": ["import", str(calls_file)],
+    }[command]
+    with _database_held(settings) as env:
+        result = _cli(settings, fake, *args, **env)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error and error[0].startswith("Error: ") and "database unavailable: " in error[0]
+    assert "Traceback" not in result.output and "SELECT" not in result.output
 
 
 @pytest.mark.parametrize(
@@ -536,6 +684,130 @@ def test_import_json_jsonl_and_a_chinese_csv(
     ]
     again = _cli(settings, None, "import", str(table))
     assert store.count_calls() == 7 and again.exit_code == 0
+    assert len(store.quarantined()) == 1  # the same bad row is not quarantined twice
+
+
+_CONSOLE_CSV = (
+    "callId,startTime,direction,answered,agentName,intent,hangupReason\n"
+    "enc-1,1764000000000,0,true,张三,转人工-成功,正常挂机\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "separator"),
+    [
+        ("gbk.csv", "gbk", ","),  # Excel on Chinese Windows: "CSV (comma delimited)"
+        ("gb18030.csv", "gb18030", ","),
+        ("utf16.csv", "utf-16", "\t"),  # Excel's "Unicode text", renamed
+        ("utf16.txt", "utf-16", "\t"),  # ... as Excel names it
+        ("utf16be.tsv", "utf-16-be", "\t"),
+    ],
+)
+def test_import_reads_what_excel_saves(
+    store: Store, settings: Settings, tmp_path: Path, name: str, encoding: str, separator: str
+) -> None:
+    path = tmp_path / name
+    data = _CONSOLE_CSV.replace(",", separator).encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    path.write_bytes(data)
+    result = _cli(settings, None, "import", str(path))
+    assert result.exit_code == 0, result.output
+    row = store.get_call("enc-1")
+    assert row is not None and (row["agent_name"], row["intent"]) == ("张三", "转人工-成功")
+    assert row["start_time_ms"] == 1764000000000 and row["answered"] is True
+
+
+def test_a_file_that_is_no_known_text_is_refused(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"callId,startTime\n\x80\xff\x80\xff,1\n")
+    result = _cli(settings, None, "import", str(path))
+    assert result.exit_code == 1 and "not UTF-8, UTF-16 or GBK/GB18030" in result.output
+
+
+def test_a_bad_line_anywhere_stores_nothing_from_any_file(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    """Line 701 of the second file is broken: the message says nothing was stored, and it is so."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([_record(i) for i in range(3)]), encoding="utf-8")
+    lines = tmp_path / "big.jsonl"
+    lines.write_text(
+        "\n".join([json.dumps(_record(i)) for i in range(700)] + ["{not json"]) + "\n",
+        encoding="utf-8",
+    )
+    result = _cli(settings, None, "import", str(good), str(lines))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"Error: {lines}, line 701: not JSON" in result.output
+    assert "Nothing was stored." in result.output
+    assert store.count_calls() == 0
+
+
+def test_a_broken_csv_stores_nothing(store: Store, settings: Settings, tmp_path: Path) -> None:
+    """A quote never closed swallows the rest of the file: found before row 1 is stored."""
+    path = tmp_path / "broken.csv"
+    rows = "".join(f"ok-{i},1764000000000,0\n" for i in range(600))
+    runaway = 'x,"1764000000000,0\n' + "y,1764000000000,0\n" * 10_000
+    path.write_text("callId,startTime,direction\n" + rows + runaway, encoding="utf-8")
+    result = _cli(settings, None, "import", str(path))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "not a readable CSV (field larger than field limit" in result.output
+    assert "Nothing was stored." in result.output and store.count_calls() == 0
+
+
+def test_numbers_a_spreadsheet_rounded_are_quarantined_with_the_reason(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    """1.764E+12 for a time, 1.68836E+18 for a taskId: refused, never stored rounded."""
+    path = tmp_path / "excel.csv"
+    path.write_text(
+        "callId,startTime,endTime,direction,taskId,caller\n"
+        "excel-1,1.764E+12,1764000060000,2,1688363452814331904,85235757581\n"
+        "excel-2,1764000000000,1764000060000.00,2,1.68836E+18,85235757581\n"
+        "excel-3,1764000000000,1764000060000,2,1688363452814331904,8.52358E+10\n"
+        "excel-4,1764000000000,1764000060000,2,1688363452814331904,85235757581\n",
+        encoding="utf-8-sig",
+    )
+    result = _cli(settings, None, "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "3 records quarantined" in result.output
+    assert store.count_calls() == 1 and store.get_call("excel-4") is not None
+    problems = {
+        q["call_id"]: [(f["field"], f["value"]) for f in json.loads(q["detail"])["fields"]]
+        for q in store.quarantined()
+    }
+    assert problems == {
+        "excel-1": [("startTime", "1.764E+12")],
+        "excel-2": [("endTime", "1764000060000.00"), ("taskId", "1.68836E+18")],
+        "excel-3": [("caller", "8.52358E+10")],
+    }
+    detail = store.quarantined()[0]["detail"]
+    assert "spreadsheet" in detail and "lost digits" in detail
+
+
+def test_a_push_still_takes_a_time_written_as_a_float(push: Any, store: Store) -> None:
+    """Only files are held to digits: a push's 1.691372192E12 is exact, and still accepted."""
+    body = json.dumps({"callId": "float-1", "startTime": 1.691372192e12})
+    assert push(body).status_code == 200
+    assert store.get_call("float-1")["start_time_ms"] == 1691372192000  # type: ignore[index]
+
+
+def test_unknown_csv_columns_stay_in_the_raw_body(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "extra.csv"
+    path.write_text(
+        "callId,startTime,direction,tenantId,新字段\nx-1,1764000000000,0,T42,值\n", encoding="utf-8"
+    )
+    assert _cli(settings, None, "import", str(path)).exit_code == 0
+    (raw,) = store.raw_versions("x-1")
+    assert json.loads(raw["body"]) == {
+        "callId": "x-1",
+        "startTime": "1764000000000",
+        "direction": "0",
+        "tenantId": "T42",
+        "新字段": "值",
+    }
 
 
 def test_import_reads_cdrhubs_own_csv_export(
