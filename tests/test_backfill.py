@@ -444,7 +444,15 @@ def test_scheduled_reconcile_heals_and_reports(settings: Settings, fake: FakeNxc
                 break
             time.sleep(0.1)
         assert checks["reconcile"]["last_ok"] is True and checks["reconcile"]["total_stored"] == 1
-        assert "cdrhub_reconcile_stored 1.0" in client.get("/metrics").text
+        assert checks["reconcile"]["leader"] is True and checks["reconcile"]["last_success_at"]
+        metrics = client.get("/metrics").text
+        assert "cdrhub_reconcile_stored 1.0" in metrics
+        assert (
+            "cdrhub_reconcile_leader 1.0" in metrics and "cdrhub_reconcile_last_ok 1.0" in metrics
+        )
+        assert "cdrhub_reconcile_failures_total 0.0" in metrics
+        success = _metric(metrics, "cdrhub_reconcile_last_success_timestamp_seconds")
+        assert abs(success - time.time()) < 60
         fake.script = [("code", 10001, "sign error")] * 50
         while (
             time.monotonic() < deadline
@@ -455,6 +463,90 @@ def test_scheduled_reconcile_heals_and_reports(settings: Settings, fake: FakeNxc
         assert ready["status"] == "degraded"
         assert "sign error" in ready["checks"]["reconcile"]["last_error"]
         assert SECRET not in json.dumps(ready)
+        metrics = client.get("/metrics").text
+        assert "cdrhub_reconcile_last_ok 0.0" in metrics
+        assert _metric(metrics, "cdrhub_reconcile_failures_total") >= 1
+        assert _metric(metrics, "cdrhub_reconcile_last_run_timestamp_seconds") >= success
+        assert _metric(metrics, "cdrhub_reconcile_last_success_timestamp_seconds") == success
+
+
+def _metric(text: str, name: str) -> float:
+    """The value of an unlabelled metric in Prometheus' text format."""
+    (value,) = [line.split()[1] for line in text.splitlines() if line.startswith(f"{name} ")]
+    return float(value)
+
+
+def test_reconcile_metrics_before_the_first_run_claim_nothing() -> None:
+    """No run yet: no last_ok (0 would read as "failed") and no timestamps (1970)."""
+    from cdrhub.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.watch_reconcile(backfill.ReconcileStatus(enabled=True, leader=True).snapshot)
+    text = metrics.render().decode()
+    assert "cdrhub_reconcile_runs 0.0" in text and "cdrhub_reconcile_leader 1.0" in text
+    assert "cdrhub_reconcile_last_ok" not in text and "timestamp_seconds" not in text
+
+
+def test_one_process_at_a_time_runs_the_schedule(settings: Settings) -> None:
+    """Two handles on one database, as two processes have: one lock, taken over on release."""
+    from cdrhub.leader import Leadership
+    from cdrhub.store import open_store
+
+    stores = [open_store(settings.database_url) for _ in range(2)]
+    first, second = (Leadership(s, "reconcile") for s in stores)
+    try:
+        assert first.hold() and not second.hold()
+        assert first.hold() and not second.hold()  # asking again changes nothing
+        other_job = Leadership(stores[1], "something-else")
+        assert other_job.hold()
+        other_job.release()
+        first.release()
+        assert second.hold() and not first.hold()
+    finally:
+        first.release()
+        second.release()
+        for store in stores:
+            store.close()
+
+
+def test_two_receivers_run_one_schedule(serve: Any, fake: FakeNxcc) -> None:
+    """Two real `cdrhub serve` processes on one database: one runs the reconcile, the other
+    shows its runs; when it stops, the other takes over."""
+    import httpx
+
+    recent = int(time.time()) - 600
+    fake.records = [{"callId": "lost", "direction": 1, "startTime": recent * 1000}]
+    env = {
+        "CDRHUB_NXCC_GATEWAY": fake.url,
+        "CDRHUB_NXCC_ACCESS_KEY": KEY,
+        "CDRHUB_NXCC_ACCESS_SECRET": SECRET,
+        "CDRHUB_NXCC_RATE": "1000",
+        "CDRHUB_NXCC_RETRIES": "0",
+        "CDRHUB_RECONCILE_EVERY_MINUTES": "0.01",
+        "CDRHUB_RECONCILE_WINDOW_HOURS": "1",
+    }
+    servers = [serve(**env), serve(**env)]
+
+    def reconcile_of(server: Any) -> dict[str, Any]:
+        return httpx.get(f"{server.url}/readyz", timeout=5).json()["checks"]["reconcile"]
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = [reconcile_of(s) for s in servers]
+        if all(s["runs"] >= 2 and s["leader"] is not None for s in states):
+            break
+        time.sleep(0.2)
+    assert sorted(s["leader"] for s in states) == [False, True], states
+    leader = servers[[s["leader"] for s in states].index(True)]
+    standby = servers[1 - servers.index(leader)]
+    assert reconcile_of(standby)["total_stored"] == 1  # the leader's runs, shared
+    standby_metrics = httpx.get(f"{standby.url}/metrics", timeout=5).text
+    assert "cdrhub_reconcile_leader 0.0" in standby_metrics
+    assert "cdrhub_reconcile_runs" not in standby_metrics  # counted once, by the leader
+    leader.stop()
+    while time.monotonic() < deadline + 30 and not reconcile_of(standby)["leader"]:
+        time.sleep(0.2)
+    assert reconcile_of(standby)["leader"] is True
 
 
 def test_cli_errors_are_one_line_not_a_traceback(settings: Settings, fake: FakeNxcc) -> None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
@@ -376,60 +377,116 @@ def _stored_ids(store: Store, start_s: int, end_s: int) -> set[str]:
 # -- on a schedule, inside serve ------------------------------------------------------------------
 
 
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 @dataclass
 class ReconcileStatus:
-    """The scheduled reconcile's last run, for /readyz and the metrics."""
+    """The scheduled reconcile's last run, for /readyz and the metrics.
+
+    Only one process runs the schedule (see :mod:`cdrhub.leader`): ``leader`` says whether
+    this one does. The one that does publishes its status to ``shared_file`` after each run,
+    so that every worker of a ``serve --workers N`` shows the same last run in /readyz.
+    """
 
     enabled: bool = False
     every_minutes: float = 0
     window_hours: float = 0
+    leader: bool | None = None
     runs: int = 0
+    failures: int = 0
     last_started_at: str | None = None
     last_finished_at: str | None = None
+    last_success_at: str | None = None
     last_ok: bool | None = None
     last_error: str | None = None
     last_missing: int = 0
     last_different: int = 0
+    last_quarantined: int = 0
     last_stored: int = 0
     total_stored: int = 0
+    shared_file: Path | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> dict[str, Any]:
+        """This process's status, or, on a process that does not run the schedule, the
+        status the one that does published (when it shares this machine's data directory)."""
         with self._lock:
-            return {f.name: getattr(self, f.name) for f in fields(self) if f.name[0] != "_"}
+            own = {f.name: getattr(self, f.name) for f in fields(self) if _public(f.name)}
+        if own["leader"] is False and self.shared_file is not None:
+            theirs = _read_status(self.shared_file)
+            if theirs is not None:
+                return {**own, **{k: v for k, v in theirs.items() if k in own}, "leader": False}
+        return own
+
+    def set_leader(self, leader: bool) -> None:
+        with self._lock:
+            self.leader = leader
 
     def _failed(self, error: str) -> None:
         with self._lock:
             self.runs += 1
+            self.failures += 1
             self.last_ok, self.last_error = False, error
-            self.last_finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+            self.last_finished_at = _now_iso()
 
-    def run(self, store: Store, make_client: Callable[[], Client], now_s: int) -> None:
+    def run(
+        self, store: Store, make_client: Callable[[], Client], now_s: int, zone: tzinfo = UTC
+    ) -> None:
         """One scheduled run over the last ``window_hours``; failures are recorded, not raised."""
         start_s = now_s - int(self.window_hours * 3600)
         with self._lock:
-            self.last_started_at = datetime.now(UTC).isoformat(timespec="seconds")
+            self.last_started_at = _now_iso()
         try:
             with make_client() as client:
-                hours = reconcile(store, client, start_s, now_s)
+                hours = reconcile(store, client, start_s, now_s, zone=zone)
         except (NxccError, CdrhubError, DBAPIError) as exc:
             log.warning("scheduled reconcile failed: %s", exc)
             self._failed(str(exc))
-            return
         except Exception as exc:  # a bug must not end the schedule: record it, try next time
             log.exception("scheduled reconcile failed unexpectedly")
             self._failed(f"unexpected error: {type(exc).__name__}: {exc}")
-            return
+        else:
+            self._succeeded(hours)
+        self._publish()
+
+    def _succeeded(self, hours: list[Hour]) -> None:
         stored = sum(h.stored.created + h.stored.updated for h in hours)
         with self._lock:
             self.runs += 1
             self.last_ok, self.last_error = True, None
             self.last_missing = sum(h.missing for h in hours)
             self.last_different = sum(h.different for h in hours)
+            self.last_quarantined = sum(h.stored.quarantined for h in hours)
             self.last_stored = stored
             self.total_stored += stored
-            self.last_finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+            self.last_finished_at = self.last_success_at = _now_iso()
         if stored:
             log.warning(
                 "scheduled reconcile stored %d calls the push had missed or got otherwise", stored
             )
+
+    def _publish(self) -> None:
+        """Write the status for the other workers (atomically: they may read at any moment)."""
+        if self.shared_file is None:
+            return
+        try:
+            self.shared_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.shared_file.with_name(self.shared_file.name + ".tmp")
+            partial.write_text(json.dumps(self.snapshot()))
+            partial.replace(self.shared_file)
+        except OSError as exc:  # the status is a courtesy to the other workers, not the run
+            log.warning("could not share the reconcile status in %s: %s", self.shared_file, exc)
+
+
+def _public(name: str) -> bool:
+    return not name.startswith("_") and name != "shared_file"
+
+
+def _read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
