@@ -30,6 +30,8 @@ from cdrhub.tokens import accepted_tokens, new_token, read_token_file, write_tok
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from cdrhub.backfill import Progress as BackfillProgress
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -1010,7 +1012,7 @@ def backfill(settings: Settings, start: str, end: str, restart: bool) -> None:
     _backfill_summary(settings, result, end_s)
 
 
-def _backfill_summary(settings: Settings, result: Any, end_s: int) -> None:
+def _backfill_summary(settings: Settings, result: BackfillProgress, end_s: int) -> None:
     """What a backfill did, in one line (and a warning for a range not complete yet)."""
     from cdrhub.backfill import SETTLE_SECONDS
 

@@ -54,13 +54,15 @@ class Leadership:
         self._fd: int | None = None
         self._conn: Connection | None = None
         self._engine: Engine | None = None
+        self._path = ""
         if self._kind == "postgresql":
             # Its own connection, outside the pools: the writer's pool has one connection,
             # and a pooled connection would go back with the lock still on it.
-            self._engine = create_engine(store.read_engine.url, poolclass=NullPool)
+            self._engine = create_engine(
+                store.read_engine.url, poolclass=NullPool, connect_args={"connect_timeout": 5}
+            )
         else:
-            database = make_url(store.url).database or ""
-            self._path = f"{database}-{name}.lock"
+            self._path = f"{make_url(store.url).database or ''}-{name}.lock"
 
     def hold(self) -> bool:
         """True when this process holds the lock (now taken if it was free)."""
