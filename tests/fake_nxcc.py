@@ -33,9 +33,16 @@ class FakeNxcc:
     #: Scripted answers used before any real one, in order: ("http", status), ("code", n, msg),
     #: ("slow", seconds), ("raw", text), ("retry_after", seconds).
     script: list[tuple[Any, ...]] = field(default_factory=list)
-    #: How ``data`` is shaped: "list", or the key holding the list ("list", "records", ...).
+    #: How ``data`` is shaped: "bare" (a list), or the key holding the list ("list", ...).
     shape: str = "records"
     total_key: str | None = "total"
+    #: What ``total`` counts: "records" (as expected), or "pages" (a gateway that says so).
+    total_counts: str = "records"
+    #: Which calls ``endTime`` (seconds) takes in, a rule the vendor does not document:
+    #: "second" all of that second, "ms" only its first millisecond, "exclusive" none of it.
+    end_rule: str = "second"
+    #: A broken gateway that answers every ``page`` with the first one.
+    ignore_page: bool = False
     fail_after: int | None = None  # every request after this many answers HTTP 500
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
@@ -63,18 +70,27 @@ class FakeNxcc:
             return 200, _json({"code": 10002, "msg": "timestamp expired", "data": None}), {}
         if query["size"] > 100:
             return 200, _json({"code": 10003, "msg": "size too large", "data": None}), {}
-        low, high = query["startTime"] * 1000, query["endTime"] * 1000 + 999
         found = sorted(
-            (r for r in self.records if low <= r["startTime"] <= high),
+            (r for r in self.records if self._asked(r, query)),
             key=lambda r: (r["startTime"], r["callId"]),
         )
-        page = found[(query["page"] - 1) * query["size"] : query["page"] * query["size"]]
+        number = 1 if self.ignore_page else query["page"]
+        page = found[(number - 1) * query["size"] : number * query["size"]]
         data: Any = page
-        if self.shape != "list":
+        if self.shape != "bare":
             data = {self.shape: page}
             if self.total_key:
-                data[self.total_key] = len(found)
+                total = len(found)
+                data[self.total_key] = -(-total // 100) if self.total_counts == "pages" else total
         return 200, _json({"code": "0", "msg": "success", "data": data}), {}
+
+    def _asked(self, record: dict[str, Any], query: dict[str, Any]) -> bool:
+        start, low, end = record["startTime"], query["startTime"] * 1000, query["endTime"] * 1000
+        if self.end_rule == "second":
+            return low <= start <= end + 999
+        if self.end_rule == "ms":
+            return low <= start <= end
+        return low <= start < end
 
 
 def _json(value: Any) -> bytes:

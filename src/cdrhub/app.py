@@ -100,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
         enabled=settings.reconcile_every_minutes > 0,
         every_minutes=settings.reconcile_every_minutes,
         window_hours=settings.reconcile_window_hours,
+        shared_file=settings.data_dir / "reconcile-status.json",
     )
     if reconciling.enabled:
         metrics.watch_reconcile(reconciling.snapshot)
@@ -343,16 +344,35 @@ async def _refresh_statistics(store: Store, every_seconds: float = 30) -> None:
 
 async def _reconcile(store: Store, settings: Settings, status: ReconcileStatus) -> None:
     """Heal, every few minutes, what the push missed over the last hours (issue: NXCC drops a
-    push after about an hour of failures). Failures are recorded in /readyz and the metrics."""
-    import time
+    push after about an hour of failures). Failures are recorded in /readyz and the metrics.
 
+    Only the process holding the schedule's lock runs it (``--workers N`` and several
+    receivers on one database would otherwise each run it); the others try for the lock at
+    each tick, so one of them takes over when that process goes.
+    """
+    import time
+    from zoneinfo import ZoneInfo
+
+    from cdrhub.leader import Leadership
     from cdrhub.nxcc import from_settings
 
-    while True:
-        await run_in_threadpool(
-            status.run, store, lambda: from_settings(settings), int(time.time())
-        )
-        await asyncio.sleep(settings.reconcile_every_minutes * 60)
+    zone = ZoneInfo(settings.timezone)
+    leadership = Leadership(store, "reconcile")
+    try:
+        while True:
+            try:
+                leading = await run_in_threadpool(leadership.hold)
+            except OSError as exc:  # the lock file cannot be made: run rather than never
+                log.warning("cannot take the reconcile lock (%s); running it here", exc)
+                leading = True
+            status.set_leader(leading)
+            if leading:
+                await run_in_threadpool(
+                    status.run, store, lambda: from_settings(settings), int(time.time()), zone
+                )
+            await asyncio.sleep(settings.reconcile_every_minutes * 60)
+    finally:
+        leadership.release()  # at once (a file or a connection closed): the next can lead
 
 
 def prepare_store(settings: Settings) -> Store:

@@ -30,6 +30,8 @@ from cdrhub.tokens import accepted_tokens, new_token, read_token_file, write_tok
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from cdrhub.backfill import Progress as BackfillProgress
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -888,31 +890,71 @@ def _nxcc_client(settings: Settings) -> Any:
 
 def _moment(text: str, settings: Settings, param: str, *, end: bool = False) -> int:
     """A CLI time as epoch seconds: a date (local midnight; for an end, the end of that day)
-    or an ISO time, in the configured zone unless it names its own offset."""
+    or an ISO time, in the configured zone unless it names its own offset.
+
+    A date is tried first, in every form ISO allows (``2026-11-24`` and ``20261124``):
+    ``datetime`` also reads ``20261124``, as that day's midnight, which for ``--to`` would
+    leave the day out.
+    """
     from datetime import date, datetime, timedelta
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(settings.timezone)
+    text = text.strip()
     try:
-        if len(text.strip()) == 10:
-            day = date.fromisoformat(text.strip()) + timedelta(days=1 if end else 0)
-            moment = datetime(day.year, day.month, day.day, tzinfo=tz)
-        else:
-            moment = datetime.fromisoformat(text.strip())
-            moment = moment if moment.tzinfo else moment.replace(tzinfo=tz)
+        day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
+        return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(
             f"{text!r}: write a date (2026-11-24) or an ISO time (2026-11-24T08:00, "
             "2026-11-24T08:00+08:00)",
             param_hint=param,
         ) from None
-    return int(moment.timestamp())
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=tz)).timestamp())
+
+
+def _local(settings: Settings, epoch_s: float) -> str:
+    """An instant as the call center reads it: ``2026-11-24 15:00``."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    moment = datetime.fromtimestamp(epoch_s, UTC).astimezone(ZoneInfo(settings.timezone))
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _pull_errors() -> tuple[type[Exception], ...]:
+    """What a pull or an import can end with that is the user's to fix, not a bug."""
+    from sqlalchemy.exc import DBAPIError
+
+    from cdrhub.errors import CdrhubError
+    from cdrhub.nxcc import NxccError
+
+    return (NxccError, CdrhubError, DBAPIError)
+
+
+def _one_line(exc: Exception) -> str:
+    """The error as one line: a database driver's error without its SQL or parameters."""
+    from sqlalchemy.exc import DBAPIError
+
+    from cdrhub.errors import StoreUnavailable
+    from cdrhub.store import describe_database_error
+
+    reason = describe_database_error(exc) if isinstance(exc, DBAPIError) else str(exc)
+    if isinstance(exc, DBAPIError | StoreUnavailable) and "locked" in reason:
+        reason += (
+            " (another process is writing to it: try again, or raise CDRHUB_SQLITE_BUSY_TIMEOUT_MS)"
+        )
+    return reason
 
 
 @main.command()
 @click.option("--from", "start", required=True, help="First day or time (configured zone).")
 @click.option("--to", "end", required=True, help="Last day (included) or end time (excluded).")
-@click.option("--restart", is_flag=True, help="Ignore the saved checkpoint of this range.")
+@click.option("--restart", is_flag=True, help="Fetch a range again, even one already complete.")
 @settings_options
 def backfill(settings: Settings, start: str, end: str, restart: bool) -> None:
     """Pull every call in a range from NXCC's query API and store what is missing.
@@ -922,18 +964,20 @@ def backfill(settings: Settings, start: str, end: str, restart: bool) -> None:
         cdrhub backfill --from 2026-11-01 --to 2026-11-24
     Needs CDRHUB_NXCC_ACCESS_KEY and CDRHUB_NXCC_ACCESS_SECRET. Calls already stored stay
     as they are (one record per callId); run it again after an interruption and it resumes
-    from its checkpoint.
+    from its checkpoint. The last hour before now is fetched but not checkpointed (NXCC may
+    still add calls to it): run the command again later to complete the range.
     """
+    from zoneinfo import ZoneInfo
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from cdrhub import backfill as heal
-    from cdrhub.errors import CdrhubError
-    from cdrhub.nxcc import NxccError
 
     start_s = _moment(start, settings, "--from")
     end_s = _moment(end, settings, "--to", end=True)
     if end_s <= start_s:
         raise click.BadParameter("must be after --from", param_hint="--to")
+    zone = ZoneInfo(settings.timezone)
     _check_database(settings)
     store = _store(settings)
     columns = (
@@ -947,7 +991,8 @@ def backfill(settings: Settings, start: str, end: str, restart: bool) -> None:
             _nxcc_client(settings) as client,
             Progress(*columns, console=Console(stderr=True)) as bar,
         ):
-            task = bar.add_task("Windows", total=len(list(heal.windows(start_s, end_s))), counts="")
+            total = len(list(heal.windows(start_s, end_s, zone=zone)))
+            task = bar.add_task("Windows", total=total, counts="")
 
             def show(p: heal.Progress) -> None:
                 t = p.tally
@@ -957,18 +1002,45 @@ def backfill(settings: Settings, start: str, end: str, restart: bool) -> None:
                 )
                 bar.update(task, completed=p.windows_done, counts=counts)
 
-            result = heal.backfill(store, client, start_s, end_s, restart=restart, on_window=show)
-    except (NxccError, CdrhubError) as exc:
+            result = heal.backfill(
+                store, client, start_s, end_s, restart=restart, on_window=show, zone=zone
+            )
+            bar.update(task, completed=result.windows_done)
+    except _pull_errors() as exc:
         raise click.ClickException(
-            f"{exc}\nWhat was stored so far is kept; run the same command again to resume."
+            f"{_one_line(exc)}\nWhat was stored so far is kept; run the same command again "
+            "to resume."
         ) from None
     finally:
         store.close()
+    _backfill_summary(settings, result, end_s)
+
+
+def _backfill_summary(settings: Settings, result: BackfillProgress, end_s: int) -> None:
+    """What a backfill did, in one line (and a warning for a range not complete yet)."""
+    from cdrhub.backfill import SETTLE_SECONDS
+
+    if result.finished_at is not None:
+        finished = _local(settings, result.finished_at.timestamp())
+        click.echo(
+            f"range already complete (finished at {finished}); use --restart to fetch it again."
+        )
+        return
     t = result.tally
+    earlier = f" (of which {result.earlier_fetched} before it was interrupted)"
     click.echo(
-        f"{result.fetched} calls fetched from NXCC: {t.created} new, {t.updated} updated, "
-        f"{t.unchanged} unchanged, {t.quarantined} quarantined."
+        f"{result.fetched} calls fetched from NXCC{earlier if result.earlier_fetched else ''}: "
+        f"{t.created} new, {t.updated} updated, {t.unchanged} unchanged, "
+        f"{t.quarantined} quarantined."
     )
+    if result.unsettled_from is not None:
+        click.echo(
+            f"Warning: from {_local(settings, result.unsettled_from)} on, NXCC may still add "
+            "calls (a call shows only once it has ended), so that part is not checkpointed. "
+            f"Run the same command again after {_local(settings, end_s + SETTLE_SECONDS)} to "
+            "complete the range; a scheduled reconcile also heals recent hours.",
+            err=True,
+        )
 
 
 @main.command()
@@ -980,17 +1052,15 @@ def reconcile(settings: Settings, since: str) -> None:
     \b
     Example:
         cdrhub reconcile --since 24h
-    Only calls missing here, or different here, are stored. CDRHUB_RECONCILE_EVERY_MINUTES
+    Only calls missing here, or different here, are stored; NXCC's invalid records are
+    quarantined once. Hours are those of CDRHUB_TIMEZONE. CDRHUB_RECONCILE_EVERY_MINUTES
     runs this inside serve.
     """
     import time
-    from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
     from cdrhub import backfill as heal
-    from cdrhub.errors import CdrhubError
     from cdrhub.maintenance import parse_age
-    from cdrhub.nxcc import NxccError
 
     try:
         age = parse_age(since)
@@ -999,27 +1069,30 @@ def reconcile(settings: Settings, since: str) -> None:
     now = int(time.time())
     _check_database(settings)
     store = _store(settings)
-    tz = ZoneInfo(settings.timezone)
-    table = Table("hour", "NXCC", "cdrhub", "missing", "different", "only here", "stored")
+    zone = ZoneInfo(settings.timezone)
     try:
         with _nxcc_client(settings) as client:
-            hours = heal.reconcile(store, client, now - int(age.total_seconds()), now)
-    except (NxccError, CdrhubError) as exc:
-        raise click.ClickException(str(exc)) from None
+            hours = heal.reconcile(store, client, now - int(age.total_seconds()), now, zone=zone)
+    except _pull_errors() as exc:
+        raise click.ClickException(_one_line(exc)) from None
     finally:
         store.close()
+    table = Table(
+        "hour", "NXCC", "cdrhub", "missing", "different", "only here", "quarantined", "stored"
+    )
     for h in hours:
-        label = datetime.fromtimestamp(h.start_s, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        values = (h.nxcc, h.cdrhub, h.missing, h.different, h.only_here, h.stored.quarantined)
         stored = h.stored.created + h.stored.updated
-        table.add_row(
-            label,
-            *(str(v) for v in (h.nxcc, h.cdrhub, h.missing, h.different, h.only_here, stored)),
-        )
+        table.add_row(_local(settings, h.start_s), *(str(v) for v in (*values, stored)))
     _console().print(table)
     stored = sum(h.stored.created + h.stored.updated for h in hours)
     missing = sum(h.missing for h in hours)
     different = sum(h.different for h in hours)
-    click.echo(f"{missing} missing and {different} different calls found; {stored} stored.")
+    quarantined = sum(h.stored.quarantined for h in hours)
+    summary = f"{missing} missing and {different} different calls found; {stored} stored."
+    if quarantined:
+        summary += f" {quarantined} invalid at NXCC, in quarantine: see `cdrhub quarantine list`."
+    click.echo(summary)
 
 
 @main.command(name="import")
@@ -1034,26 +1107,35 @@ def import_files(settings: Settings, files: tuple[Path, ...]) -> None:
     Examples:
         cdrhub import calls.json more.jsonl console-export.csv
     CSV headers are the push's field names (callId, startTime, agentName...), as in the
-    NXCC console's export, or the columns of `cdrhub export`. Each record is checked like a
-    push; one that fails is quarantined (`cdrhub quarantine list`), the rest are stored.
+    NXCC console's export, or the columns of `cdrhub export`; UTF-8, UTF-16 or GBK. Every
+    file is read whole before anything is stored. Each record is checked like a push; one
+    that fails is quarantined (`cdrhub quarantine list`), the rest are stored.
     """
-    from cdrhub.errors import CdrhubError
     from cdrhub.imports import ImportFileError, Tally, read_file, store_records
 
+    try:
+        sources = [read_file(path) for path in files]
+    except ImportFileError as exc:
+        raise click.ClickException(f"{exc}. Nothing was stored.") from None
     _check_database(settings)
     store = _store(settings)
     table = Table("file", "records", "new", "updated", "unchanged", "quarantined")
     total = Tally()
     try:
-        for path in files:
+        for source in sources:
+            origin = str(source.path)
             try:
-                tally = store_records(store, read_file(path), origin=str(path))
-            except ImportFileError as exc:
-                raise click.ClickException(f"{exc}. Nothing from it was stored.") from None
-            except CdrhubError as exc:
-                raise click.ClickException(str(exc)) from None
+                tally = store_records(
+                    store, source.records, origin=origin, spreadsheet=source.spreadsheet
+                )
+            except _pull_errors() as exc:
+                raise click.ClickException(
+                    f"{origin}: {_one_line(exc)}. What was stored is kept; importing the "
+                    "same files again stores nothing twice."
+                ) from None
             total.add(tally)
-            table.add_row(str(path), *(str(v) for v in tally.as_dict().values()))
+            counts = (tally.records, tally.created, tally.updated, tally.unchanged)
+            table.add_row(origin, *(str(v) for v in (*counts, tally.quarantined)))
     finally:
         store.close()
     _console().print(table)

@@ -8,10 +8,11 @@ scrape each, or sum them in Prometheus. Labels never carry a token, a caller or 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -126,16 +127,51 @@ class _SpoolCollector(Collector):
 
 
 class _ReconcileCollector(Collector):
+    """The scheduled reconcile, from the one process that runs it (see cdrhub.leader).
+
+    The others report only ``cdrhub_reconcile_leader 0``, so a sum over the workers counts
+    each run once. Values that do not exist yet (before the first run) are left out rather
+    than reported as 0, which would read as "failed" or "ran in 1970".
+    """
+
     def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
         self._status = status
 
     def collect(self) -> Any:
         status = self._status()
+        yield GaugeMetricFamily(
+            "cdrhub_reconcile_leader",
+            "1 when this process runs the scheduled reconcile (one process per database does).",
+            value=1 if status["leader"] else 0,
+        )
+        if not status["leader"]:
+            return
+        yield CounterMetricFamily(
+            "cdrhub_reconcile_failures",
+            "Scheduled reconciles that failed since start (NXCC refused, unreachable, ...).",
+            value=status["failures"],
+        )
         for name, key, doc in (
             ("runs", "runs", "Scheduled reconciles run since start."),
-            ("last_ok", "last_ok", "1 when the last scheduled reconcile succeeded."),
             ("last_missing", "last_missing", "Calls NXCC had and cdrhub lacked, last run."),
             ("last_different", "last_different", "Calls that differed from NXCC's, last run."),
+            ("last_quarantined", "last_quarantined", "NXCC's invalid records, last run."),
             ("stored", "total_stored", "Calls stored by scheduled reconciles since start."),
         ):
             yield GaugeMetricFamily(f"cdrhub_reconcile_{name}", doc, value=float(status[key] or 0))
+        if status["last_ok"] is not None:
+            yield GaugeMetricFamily(
+                "cdrhub_reconcile_last_ok",
+                "1 when the last scheduled reconcile succeeded, 0 when it failed.",
+                value=1 if status["last_ok"] else 0,
+            )
+        for name, key, doc in (
+            ("last_run", "last_finished_at", "When the last scheduled reconcile ended."),
+            ("last_success", "last_success_at", "When a scheduled reconcile last succeeded."),
+        ):
+            if status[key]:
+                yield GaugeMetricFamily(
+                    f"cdrhub_reconcile_{name}_timestamp_seconds",
+                    f"{doc} (Unix time; alert on time() minus this).",
+                    value=datetime.fromisoformat(status[key]).timestamp(),
+                )

@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 #: The most records NXCC returns per page.
 MAX_PAGE_SIZE = 100
-#: Direction filter in the query API's own encoding (the push uses 0/1/2 for in/out/AICC).
-DIRECTIONS = {"all": 0, "inbound": 1, "outbound": 2, "aicc": 3}
+# The query's optional ``direction`` filter has its own encoding (0 all, 1 inbound, 2 outbound,
+# 3 AICC) while the records it returns use the push's (0 inbound, 1 outbound, 2 AICC). cdrhub
+# never sends the filter (it wants every call), so nothing is ever translated: a pulled
+# record's ``direction`` is stored as it came, exactly like a push's.
 PATH = "/saas/cc/openapi/cdr/page"
 
 _LIST_KEYS = ("list", "records", "rows", "items", "data")
@@ -43,9 +45,28 @@ class NxccError(Exception):
 class NxccRefused(NxccError):
     """NXCC answered with a non-zero ``code``."""
 
-    def __init__(self, code: Any, msg: str) -> None:
+    def __init__(self, code: Any, msg: str, attempts: int = 1) -> None:
         self.code, self.msg = code, msg
-        super().__init__(f"NXCC refused the request: code {code}, msg {msg!r}. {_hint(msg)}")
+        tried = f" ({attempts} attempts)" if attempts > 1 else ""
+        super().__init__(f"NXCC refused the request: code {code}, msg {msg!r}{tried}. {_hint(msg)}")
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether NXCC refused because of the request rate: worth retrying after a pause.
+
+        The vendor's gateways can say so with HTTP 200 and an error ``code`` rather than a
+        429; its codes are not documented, so the message decides (English or Chinese).
+        """
+        return str(self.code) == "429" or _rate_limit_words(self.msg)
+
+
+_RATE_LIMIT_WORDS = ("frequen", "too many", "rate limit", "ratelimit", "throttl")
+_RATE_LIMIT_WORDS_ZH = ("频繁", "频率", "限流")
+
+
+def _rate_limit_words(msg: str) -> bool:
+    text = msg.lower()
+    return any(w in text for w in _RATE_LIMIT_WORDS) or any(w in msg for w in _RATE_LIMIT_WORDS_ZH)
 
 
 def _hint(msg: str) -> str:
@@ -59,7 +80,7 @@ def _hint(msg: str) -> str:
         return "Check this machine's clock (NXCC allows about 60 s of difference; use NTP)."
     if any(word in text for word in ("access", "key", "auth", "permission")):
         return "Check CDRHUB_NXCC_ACCESS_KEY and that the key may use the CDR query API."
-    if any(word in text for word in ("limit", "frequen", "too many")):
+    if "limit" in text or _rate_limit_words(msg):
         return "Lower CDRHUB_NXCC_RATE (requests per second)."
     return "See NXCC's error code list, or contact NXCC support with this code."
 
@@ -93,13 +114,13 @@ def records_of(answer: Any) -> Page:
     if str(answer["code"]) != "0":
         raise NxccRefused(answer["code"], str(answer.get("msg", "")))
     data = answer.get("data")
-    total: Any = None
+    total: int | None = None
     records: Any = None
     if isinstance(data, list):
         records = data
     elif isinstance(data, dict):
-        records = next((data[k] for k in _LIST_KEYS if isinstance(data.get(k), list)), None)
-        total = next((data[k] for k in _TOTAL_KEYS if k in data), None)
+        total = _total(data, answer)
+        records = _list_in(data, total)
     elif data is None:
         records = []
     if records is None or not all(isinstance(r, dict) for r in records):
@@ -107,12 +128,31 @@ def records_of(answer: Any) -> Page:
             "NXCC's answer has no list of records under data (looked for a list, or one of "
             f"{', '.join(_LIST_KEYS)}): {sample(answer)}"
         )
-    if total is not None:
-        try:
-            total = int(total)
-        except (TypeError, ValueError):
-            raise NxccError(f"NXCC's total is not a number: {sample(answer)}") from None
     return Page(records, total)
+
+
+def _total(data: dict[str, Any], answer: Any) -> int | None:
+    value = next((data[k] for k in _TOTAL_KEYS if k in data), None)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NxccError(f"NXCC's total is not a number: {sample(answer)}") from None
+
+
+def _list_in(data: dict[str, Any], total: int | None) -> list[Any] | None:
+    """The list of records in an object-shaped ``data``, or None when there is none.
+
+    An empty result is sometimes sent without a list (``{"list": null, "total": 0}``, or just
+    ``{"total": 0}``): that is an empty page, unless a total above 0 says records exist.
+    """
+    present = [k for k in _LIST_KEYS if k in data]
+    found = next((data[k] for k in present if isinstance(data[k], list)), None)
+    if found is not None:
+        return found
+    nothing = total == 0 or any(data[k] is None for k in present)
+    return [] if nothing and not total else None
 
 
 class Client:
@@ -133,6 +173,7 @@ class Client:
         retries: int = 5,
         backoff: float = 0.5,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not access_key or not access_secret:
             raise NxccError(
@@ -144,7 +185,7 @@ class Client:
         self._http = httpx.Client(timeout=timeout)
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._retries, self._backoff = retries, backoff
-        self._clock = clock
+        self._clock, self._sleep = clock, sleep
         self._next = 0.0
         self._lock = threading.Lock()
         self.requests = 0
@@ -159,49 +200,62 @@ class Client:
         self.close()
 
     def page(self, start_s: int, end_s: int, page: int, size: int = MAX_PAGE_SIZE) -> Page:
-        """Calls that started in ``[start_s, end_s]`` (epoch seconds), one page of them."""
-        query = {"startTime": start_s, "endTime": end_s, "page": page, "size": min(size, 100)}
-        return records_of(self._post(json.dumps(query, separators=(",", ":"))))
+        """Calls that started between ``start_s`` and ``end_s`` (epoch seconds), one page.
 
-    def _post(self, body: str) -> Any:
+        Whether NXCC includes ``end_s`` itself, and how much of that second, it does not say:
+        callers ask for a little more than they need and keep what they asked for.
+        """
+        query = {"startTime": start_s, "endTime": end_s, "page": page, "size": min(size, 100)}
+        body = json.dumps(query, separators=(",", ":"))
         for attempt in range(self._retries + 1):
-            self._pace()
-            headers = {
-                "accessKey": self._key,
-                "action": "cc",
-                "bizType": "8",
-                "ts": str(int(self._clock() * 1000)),
-            }
-            headers["sign"] = sign(headers, body, self._secret)
-            headers["Content-Type"] = "application/json"
-            wait: float | None = None
             try:
-                self.requests += 1
-                response = self._http.post(self._url, content=body.encode(), headers=headers)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                problem = f"{type(exc).__name__} talking to {self._url}"
-            else:
-                if response.status_code == 200:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise NxccError(
-                            f"NXCC's answer is not JSON: {sample(response.text)}"
-                        ) from None
-                problem = f"HTTP {response.status_code} from {self._url}"
-                if response.status_code != 429 and response.status_code < 500:
+                return records_of(self._send(body))
+            except _Retry as retry:
+                if attempt == self._retries:
                     raise NxccError(
-                        f"{problem}: {sample(response.text)}. Check CDRHUB_NXCC_GATEWAY "
-                        "(the README lists the regional gateways)."
-                    )
-                wait = _retry_after(response)
-            if attempt == self._retries:
-                raise NxccError(f"{problem}, {attempt + 1} attempts; try again later")
-            delay = wait if wait is not None else self._backoff * 2**attempt
-            delay *= 1 + random.random() * 0.5  # noqa: S311 - jitter, not a secret
-            log.warning("%s; retrying in %.1f s", problem, delay)
-            time.sleep(delay)
+                        f"{retry.problem}, {attempt + 1} attempts; try again later"
+                    ) from None
+                self._back_off(retry.problem, retry.wait, attempt)
+            except NxccRefused as refused:
+                if not refused.rate_limited:
+                    raise
+                if attempt == self._retries:
+                    raise NxccRefused(refused.code, refused.msg, attempt + 1) from None
+                self._back_off(f"NXCC rate limit ({refused.msg!r})", None, attempt)
         raise AssertionError("unreachable")
+
+    def _back_off(self, problem: str, wait: float | None, attempt: int) -> None:
+        """Exponential backoff with jitter (or the server's ``Retry-After``), then retry."""
+        delay = wait if wait is not None else self._backoff * 2**attempt
+        delay *= 1 + random.random() * 0.5  # noqa: S311 - jitter, not a secret
+        log.warning("%s; retrying in %.1f s", problem, delay)
+        self._sleep(delay)
+
+    def _send(self, body: str) -> Any:
+        """One signed request; its decoded JSON, or :class:`_Retry` for what may pass."""
+        self._pace()
+        headers = {
+            "accessKey": self._key,
+            "action": "cc",
+            "bizType": "8",
+            "ts": str(int(self._clock() * 1000)),
+        }
+        headers["sign"] = sign(headers, body, self._secret)
+        headers["Content-Type"] = "application/json"
+        try:
+            self.requests += 1
+            response = self._http.post(self._url, content=body.encode(), headers=headers)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise _Retry(f"{type(exc).__name__} talking to {self._url}") from None
+        problem = f"HTTP {response.status_code} from {self._url}"
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Retry(problem, _retry_after(response))
+        if response.status_code != 200:
+            raise NxccError(f"{problem}: {sample(response.text)}. {_http_hint(response)}")
+        try:
+            return response.json()
+        except ValueError:
+            raise NxccError(f"NXCC's answer is not JSON: {sample(response.text)}") from None
 
     def _pace(self) -> None:
         """At most ``rate`` requests per second, across threads."""
@@ -224,6 +278,24 @@ def from_settings(settings: Settings) -> Client:
         rate=settings.nxcc_rate,
         retries=settings.nxcc_retries,
     )
+
+
+class _Retry(Exception):
+    """A failure a later attempt may not have: a timeout, no connection, 429, 5xx."""
+
+    def __init__(self, problem: str, wait: float | None = None) -> None:
+        self.problem, self.wait = problem, wait
+
+
+def _http_hint(response: httpx.Response) -> str:
+    """What to check after an HTTP error that retrying will not fix."""
+    if response.status_code in (401, 403):
+        return (
+            "NXCC did not let this client in: check CDRHUB_NXCC_ACCESS_KEY and "
+            "CDRHUB_NXCC_ACCESS_SECRET, and that this machine's public IP address is on the "
+            "API key's IP allow-list in the NXCC console."
+        )
+    return "Check CDRHUB_NXCC_GATEWAY (the README lists the regional gateways)."
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -14,6 +14,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -285,6 +286,20 @@ class Settings(BaseSettings):
         for day in value:
             if day.strip().lower()[:3] not in days:
                 raise ValueError(f"{day!r} is not a day; use mon, tue, wed, thu, fri, sat, sun")
+        return value
+
+    @field_validator("nxcc_gateway")
+    @classmethod
+    def _gateway_url(cls, value: str) -> str:
+        """Refused here, not at the first pull: a URL without its scheme would otherwise be
+        retried as a network error, and a malformed one end in a traceback."""
+        example = "such as https://api2.nxcloud.com"
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"{value!r} is not a URL ({exc}); use one {example}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"{value!r} must be an https:// (or http://) URL {example}")
         return value
 
     @field_validator("timezone")

@@ -137,7 +137,7 @@ class Store:
             with self.read_engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except DBAPIError as exc:
-            raise StoreUnavailable(_why(exc)) from exc
+            raise StoreUnavailable(describe_database_error(exc)) from exc
 
     # -- writing --------------------------------------------------------------------------
 
@@ -161,9 +161,11 @@ class Store:
                 # replaced: try again at once rather than answer 503. Storing is idempotent,
                 # so a batch whose commit was in doubt is safe to repeat.
                 if attempt == 1 and exc.connection_invalidated:
-                    log.warning("database connection lost; reconnecting: %s", _why(exc))
+                    log.warning(
+                        "database connection lost; reconnecting: %s", describe_database_error(exc)
+                    )
                     continue
-                raise StoreUnavailable(_why(exc)) from exc
+                raise StoreUnavailable(describe_database_error(exc)) from exc
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -240,8 +242,12 @@ class Store:
             self.read_engine.dispose()
 
 
-def _why(exc: DBAPIError) -> str:
-    """A one-line reason from a driver error, without the SQL or its parameters."""
+def describe_database_error(exc: DBAPIError) -> str:
+    """A one-line reason from a driver error, without the SQL or its parameters.
+
+    For what reaches a person (the CLI's errors): SQLAlchemy's own message quotes the
+    statement and its bound values, several lines of them.
+    """
     message = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
     return f"database unavailable: {message}"
 
@@ -260,5 +266,6 @@ __all__ = [
     "Rejected",
     "SchemaOutdated",
     "Store",
+    "describe_database_error",
     "open_store",
 ]
