@@ -116,8 +116,8 @@ class Leadership:
         if self._conn is not None:
             try:
                 self._conn.close()
-            except DBAPIError:
-                pass
+            except DBAPIError as exc:  # already broken: the lock went with it
+                log.debug("closing the %s lock's connection: %s", self._name, exc.orig)
             self._conn = None
 
     def release(self) -> None:
