@@ -902,10 +902,12 @@ def _moment(text: str, settings: Settings, param: str, *, end: bool = False) -> 
     tz = ZoneInfo(settings.timezone)
     text = text.strip()
     try:
-        day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
-        return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+        day: date | None = date.fromisoformat(text)
     except ValueError:
-        pass
+        day = None  # not a date: an ISO time, read below
+    if day is not None:
+        day += timedelta(days=1 if end else 0)
+        return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
