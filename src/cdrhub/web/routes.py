@@ -13,7 +13,6 @@ import hmac
 import json
 import secrets
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -31,19 +30,17 @@ from sqlalchemy import ColumnElement, func, or_, select
 from cdrhub import cdr, export, query, stats, users
 from cdrhub.columns import Facts
 from cdrhub.errors import InvalidParameter
+from cdrhub.guard import client_address, networks
 from cdrhub.quarantine import replay, replay_all
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import calls as calls_table
 from cdrhub.web import charts, i18n
+from cdrhub.web.throttle import Busy, Throttle
 
 HERE = Path(__file__).parent
 RANGES = ("today", "yesterday", "7d", "30d", "custom")
-#: Wrong passwords for one name from one address within the window before sign-in is refused.
-FAILURES_PER_NAME = 5
-#: Wrong passwords from one address (any names) within the window: stops spraying many names.
-FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW = 60.0
+_TOO_MANY = "Too many attempts; wait a minute and try again."
 #: Rows per page of the calls table.
 PAGE_SIZE = 50
 #: How far before a poll's mark a live row may have started: NXCC pushes a call when it ends,
@@ -78,7 +75,7 @@ class Pages:
     templates: Jinja2Templates
     zone: ZoneInfo
     #: Finds the signed-in user for an error page (set by :func:`dashboard_router`).
-    lookup: Callable[[int], users.User | None] | None = None
+    lookup: Callable[[Request], users.User | None] | None = None
 
     def render(
         self,
@@ -109,8 +106,7 @@ class Pages:
 
     def error(self, request: Request, error: PageError) -> Response:
         """The error page; signed-in users keep their navigation."""
-        uid = request.session.get("uid") if "session" in request.scope else None
-        user = self.lookup(uid) if isinstance(uid, int) and self.lookup else None
+        user = self.lookup(request) if "session" in request.scope and self.lookup else None
         return self.render(request, "error.html", user, status=error.status, message=error.message)
 
 
@@ -130,15 +126,15 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     router = APIRouter(include_in_schema=False)
     zone = pages.zone
     page = pages.render
-    failures: dict[str, deque[float]] = defaultdict(deque)
+    throttle = Throttle(get_store)
+    proxies = networks(settings.trusted_proxies)
 
-    pages.lookup = lambda uid: users.get(get_store(), uid)
+    pages.lookup = lambda request: _session_user(request, get_store())
 
     def current_user(request: Request) -> users.User:
-        uid = request.session.get("uid")
-        user = users.get(get_store(), uid) if isinstance(uid, int) else None
-        if user is None or not hmac.compare_digest(user.stamp, str(request.session.get("stamp"))):
-            # Deleted, or the password changed since this session signed in.
+        user = _session_user(request, get_store())
+        if user is None:
+            # Signed out, expired, deleted, or the password changed since this sign-in.
             request.session.clear()
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(target)
@@ -151,19 +147,6 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         return user
 
     # -- sign-in -------------------------------------------------------------------------------
-
-    def throttled(keys: tuple[str, str]) -> bool:
-        """Whether too many recent failures name this user+address, or this address."""
-        now = time.monotonic()
-        for key in keys:
-            recent = failures[key]
-            while recent and recent[0] < now - FAILURE_WINDOW:
-                recent.popleft()
-            if not recent:
-                del failures[key]
-        per_name = len(failures.get(keys[0], ()))
-        per_address = len(failures.get(keys[1], ()))
-        return per_name >= FAILURES_PER_NAME or per_address >= FAILURES_PER_ADDRESS
 
     @router.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
@@ -178,18 +161,16 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         next: str = Form("/"),
     ) -> Response:
         _check_csrf(request, csrf)
-        address = request.client.host if request.client else ""
-        keys = (f"{name.strip().lower()}|{address}", f"|{address}")
-        if throttled(keys):
-            error = "Too many attempts; wait a minute and try again."
-            response = page(request, "login.html", None, 429, next=safe_next(next), error=error)
-            response.headers["Retry-After"] = str(int(FAILURE_WINDOW))
-            return response
-        user = users.authenticate(get_store(), name, password)
+        address = client_address(request.scope, proxies)
+        verdict = throttle.attempt(name, address)
+        if verdict.retry_after is not None:
+            return refused(request, next, verdict.retry_after)
+        try:
+            with throttle.checking():
+                user = users.authenticate(get_store(), name, password)
+        except Busy:
+            return refused(request, next, 1, "Too many sign-ins at once; try again.")
         if user is None:
-            now = time.monotonic()
-            for key in keys:
-                failures[key].append(now)
             return page(
                 request,
                 "login.html",
@@ -198,16 +179,24 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
                 next=safe_next(next),
                 error="Wrong name or password.",
             )
-        failures.pop(keys[0], None)
+        throttle.succeeded(verdict)
+        users.end_session(get_store(), request.session.get("sid"))
         request.session.clear()  # a new session on sign-in: no fixation
-        request.session["uid"] = user.id
+        request.session["sid"] = users.start_session(get_store(), user)
         request.session["stamp"] = user.stamp
         request.session["csrf"] = secrets.token_urlsafe(24)
         return RedirectResponse(safe_next(next), status_code=303)
 
+    def refused(request: Request, next: str, wait: int, error: str = _TOO_MANY) -> Response:
+        """The sign-in form again, 429, saying how long to wait (no password was checked)."""
+        response = page(request, "login.html", None, 429, next=safe_next(next), error=error)
+        response.headers["Retry-After"] = str(wait)
+        return response
+
     @router.post("/logout")
     def logout(request: Request, csrf: str = Form("")) -> Response:
         _check_csrf(request, csrf)
+        users.end_session(get_store(), request.session.get("sid"))
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -519,6 +508,15 @@ def safe_next(target: str) -> str:
     ):
         return "/"
     return target
+
+
+def _session_user(request: Request, store: Store) -> users.User | None:
+    """The user of the request's session, if it is still live on the server and was signed in
+    with the password the account has now."""
+    user = users.session_user(store, request.session.get("sid"))
+    if user is None or not hmac.compare_digest(user.stamp, str(request.session.get("stamp"))):
+        return None
+    return user
 
 
 def _csrf_token(request: Request) -> str:
