@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -23,14 +24,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from cdrhub import users
+from cdrhub import stats, users
 from cdrhub.store import Rejected, Store
 from cdrhub.store.schema import dashboard_sessions
-from cdrhub.web.routes import safe_next
+from cdrhub.web import charts
+from cdrhub.web.routes import duration, money, percent, safe_next
 from cdrhub.web.throttle import ATTEMPTS_PER_ADDRESS, ATTEMPTS_PER_NAME
 
 from .calls import call
-from .conftest import Api, Push, Server
+from .conftest import TOKEN, Api, Push, Server
 
 PASSWORD = "correct horse battery"
 EVIL = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
@@ -342,33 +344,97 @@ class TestHeaders:
 
 
 def _seed(push: Push) -> dict[str, Any]:
-    """A few calls today (UTC, the test settings' zone), of each direction, and one hostile."""
+    """A few calls today (UTC, the test settings' zone), of each direction, and two hostile."""
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     base = max(_now_ms(90), int(midnight.timestamp() * 1000) + 60_000)
     bodies = [
         call("in-1", _utc(base), direction=0, answered=True, in_queue=2, out_queue=12,
-             answer=14, end=74, agentName="ann@example.com", caller="8613800000001",
+             answer=14, end=74, agentName="ann@example.com", agentNickName="Ann Li",
+             caller="8613800000001",
              callee="1001@10.0.0.1:5060", hangupReason="NORMAL_CLEARING", totalCustomerPrice=0.5,
              recordUrl="https://rec.example.com/in-1.mp3"),
         call("in-2", _utc(base + 60_000), direction=0, answered=False, in_queue=2, end=40,
              caller="8613800000002", hangupReason="ORIGINATOR_CANCEL"),
         call("out-1", _utc(base + 120_000), direction=1, answered=True, answer=5, end=65,
-             agentName="bob@example.com", caller="1001", callee="8613800000001",
+             agentName="bob@example.com", agentNickName="Bob Wang", caller="1001",
+             callee="8613800000001",
              hangupReason="NORMAL_CLEARING", totalCustomerPrice=0.3),
         call("ai-1", _utc(base + 180_000), direction=2, answered=True, answer=3, end=33,
              taskId="T1", intent="转人工-成功", hangupReason="NORMAL_CLEARING"),
-        call("evil/1", _utc(base + 240_000), direction=2, answered=True, answer=3, end=9,
-             agentName=EVIL[0] + EVIL[1], agentNickName=EVIL[0] + EVIL[1],
-             hangupReason=EVIL[0] + EVIL[1], intent=EVIL[0] + EVIL[1], taskId=EVIL[1],
-             recordUrl="javascript:alert(1)"),
+        # Each hostile text in every free-text field a page shows (the issue's two payloads).
+        *(call(call_id, _utc(base + 240_000 + n * 1000), direction=2, answered=True, answer=3,
+               end=9, agentName=evil, agentNickName=evil, hangupReason=evil, intent=evil,
+               taskId=evil, recordUrl="javascript:alert(1)")
+          for n, (call_id, evil) in enumerate(zip(("evil/1", "evil-2"), EVIL, strict=True))),
     ]  # fmt: skip
     for body in bodies:
         assert push(body).status_code == 200
     return {b["callId"]: b for b in bodies}
 
 
-def _kpis(html: str) -> dict[str, str]:
-    return dict(re.findall(r'data-metric="(\w+)" data-value="([^"]*)"', html))
+def _today() -> tuple[datetime, datetime]:
+    """Today in the test settings' zone (UTC), worked out here, not read from the page."""
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+def _stats(api: Api, start: datetime, end: datetime, direction: str, by: str = "") -> Any:
+    params = {"from": start.isoformat(), "to": end.isoformat(), "direction": direction or None}
+    return api("/api/stats", group_by=by or None, **params).json()["groups"]
+
+
+def _visible_kpis(html: str) -> dict[str, str]:
+    """Each KPI card's big figure, as a person reads it."""
+    found = re.findall(r'data-metric="(\w+)"[^>]*><span>[^<]*</span><b>([^<]*)</b>', html)
+    return {metric: unescape(text) for metric, text in found}
+
+
+def _shown(expected: dict[str, Any]) -> dict[str, str]:
+    """The API's figures as the cards must print them."""
+    return {
+        "calls": str(expected["calls"]),
+        "answer_rate": percent(expected["answer_rate"]),
+        "service_level": percent(expected["service_level"]),
+        "avg_wait_seconds": duration(expected["avg_wait_seconds"]),
+        "avg_talk_seconds": duration(expected["avg_talk_seconds"]),
+        "abandoned": str(expected["abandoned"]),
+        "cost_total": money(expected["cost_total"]),
+    }
+
+
+def _chart(html: str, chart: str) -> list[dict[str, Any]]:
+    """The bars of the volume or service chart: key, tooltip and each rect's height."""
+    section = html.split(f'id="{chart}"', 1)[1].split("</figure>", 1)[0]
+    bars = []
+    for key, attrs, inner in re.findall(r'<g data-key="([^"]+)"([^>]*)>(.*?)</g>', section, re.S):
+        title = re.search(r"<title>(.*?)</title>", inner, re.S)
+        heights = re.findall(r'<rect class="(\w+)"[^>]*height="([\d.e-]+)"', inner)
+        bars.append(
+            {
+                "key": key,
+                "gap": 'class="gap"' in attrs,
+                "title": unescape(title[1]) if title else "",
+                "heights": {kind: float(h) for kind, h in heights},
+            }
+        )
+    return bars
+
+
+def _hbars(html: str, list_id: str) -> list[tuple[str, int]]:
+    """A horizontal bar list (hangup reasons, AICC tasks, intents): label and count."""
+    section = html.split(f'id="{list_id}"', 1)[1].split("</ul>", 1)[0]
+    found = re.findall(r'<span class="name">(.*?)</span>.*?<b>(\d+)</b>', section, re.S)
+    return [(unescape(name), int(count)) for name, count in found]
+
+
+def _counted(groups: list[dict[str, Any]], key: str) -> list[tuple[str, int]]:
+    """What a bar list must show for API groups: calls per value, most first, at most 12."""
+    items = [(g["key"][key] or "–", g["calls"]) for g in groups]
+    return sorted(items, key=lambda item: -item[1])[:12]
+
+
+def _hours(start: datetime) -> list[str]:
+    return [f"{start + timedelta(hours=h):%Y-%m-%dT%H:00}+00:00" for h in range(24)]
 
 
 class TestPages:
@@ -376,25 +442,100 @@ class TestPages:
     def test_overview_figures_equal_the_api(
         self, client: TestClient, push: Push, sign_in: SignIn, api: Api, direction: str
     ) -> None:
-        """The KPI cards are /api/stats for the same range and direction, to the last digit."""
+        """The KPI cards show, as printed, /api/stats for today (worked out by the test, not
+        taken from the page) and the chosen direction."""
         _seed(push)
         sign_in()
+        start, end = _today()
         html = client.get(f"/?range=today&direction={direction}").text
+        expected = _stats(api, start, end, direction)[0]
+        assert expected["calls"] == {"": 6, "0": 2, "2": 3}[direction]
+        assert _visible_kpis(html) == _shown(expected)
+        assert f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC" in html
         found = re.search(r'data-api="/api/stats\?([^"]+)"', html)
         assert found
-        params = dict(parse_qsl(found[1].replace("&amp;", "&")))
-        expected = api("/api/stats", **params).json()["groups"][0]
-        assert expected["calls"] == {"": 5, "0": 2, "2": 2}[direction]
-        shown = _kpis(html)
-        for metric in ("calls", "abandoned"):
-            assert int(shown[metric]) == expected[metric], metric
-        for metric in ("answer_rate", "service_level", "avg_wait_seconds", "avg_talk_seconds",
-                       "cost_total"):  # fmt: skip
-            if expected[metric] is None:
-                assert shown[metric] == "", metric
-            else:
-                assert float(shown[metric]) == pytest.approx(expected[metric]), metric
+        own = dict(parse_qsl(unescape(found[1])))
+        assert own["from"] == start.isoformat() and own["to"] == end.isoformat()
         assert ('id="aicc"' in html) == (direction in ("", "2"))
+
+    @pytest.mark.parametrize("direction", ["", "0", "2"])
+    def test_overview_charts_and_lists_equal_the_api(
+        self, client: TestClient, push: Push, sign_in: SignIn, api: Api, direction: str
+    ) -> None:
+        """Every hour's bar, the service level line, hangup reasons, top agents and the AICC
+        lists are /api/stats grouped the same way, count for count."""
+        _seed(push)
+        sign_in()
+        start, end = _today()
+        html = client.get(f"/?range=today&direction={direction}").text
+        hourly = {g["key"]["hour"]: g for g in _stats(api, start, end, direction, "hour")}
+        volume = _chart(html, "volume")
+        assert [bar["key"] for bar in volume] == _hours(start)
+        top = max(g["calls"] for g in hourly.values())
+        for bar in volume:
+            g = hourly.get(bar["key"], {"calls": 0, "answered": 0, "abandoned": 0})
+            unanswered = g["calls"] - g["answered"] - g["abandoned"]
+            assert bar["title"] == (
+                f"{bar['key']}: {g['calls']} (Answered {g['answered']}, "
+                f"Unanswered {unanswered}, Abandoned {g['abandoned']})"
+            )
+            for kind, count in (("answered", g["answered"]), ("unanswered", unanswered),
+                                ("abandoned", g["abandoned"])):  # fmt: skip
+                assert bar["heights"][kind] == pytest.approx(100 * count / top), kind
+        service = _chart(html, "service")
+        assert [bar["key"] for bar in service] == _hours(start)
+        for bar in service:
+            level = hourly.get(bar["key"], {"service_level": None})["service_level"]
+            assert bar["gap"] == (level is None) == (bar["heights"] == {}), bar
+            if level is not None:
+                assert bar["heights"]["service"] == pytest.approx(100 * level)
+                assert bar["title"] == f"{bar['key']}: {percent(level)}"
+        reasons = _stats(api, start, end, direction, "hangup_reason")
+        assert _hbars(html, "reasons") == _counted(reasons, "hangup_reason")
+        agents = [g for g in _stats(api, start, end, direction, "agent") if g["key"]["agent"]]
+        agents.sort(key=lambda g: (-g["answered"], -g["calls"]))
+        rows = re.findall(
+            r"<tr><td><a [^>]*>(.*?)</a></td><td>(\d+)</td><td>(\d+)</td><td>([^<]*)</td>",
+            html.split('id="agents"', 1)[1].split("</table>", 1)[0],
+        )
+        assert [(unescape(a), int(c), int(n), t) for a, c, n, t in rows] == [
+            (g["key"]["agent"], g["calls"], g["answered"], duration(g["avg_talk_seconds"]))
+            for g in agents[:10]
+        ]
+        if direction in ("", "2"):
+            for name, list_id in (("task_id", "aicc-tasks"), ("intent", "aicc-intents")):
+                aicc = _stats(api, start, end, "2", name)
+                assert _hbars(html, list_id) == _counted(aicc, name), name
+
+    def test_charts_are_time_axes(self, client: TestClient, push: Push, sign_in: SignIn) -> None:
+        """Calls at 01:30 and 15:00 are bars fourteen hours apart, every hour between them an
+        empty bar; an hour without a queued call has no service level, drawn as a gap."""
+        start, _ = _today()
+        push(
+            call(
+                "early",
+                _utc(int((start + timedelta(hours=1, minutes=30)).timestamp() * 1000)),
+                direction=0,
+                in_queue=1,
+                out_queue=3,
+                answer=3,
+                answered=True,
+                end=60,
+            )
+        )
+        push(call("late", _utc(int((start + timedelta(hours=15)).timestamp() * 1000)),
+                  direction=1, answered=False, end=20))  # fmt: skip
+        sign_in()
+        html = client.get("/?range=today").text
+        volume = {bar["key"]: bar for bar in _chart(html, "volume")}
+        service = {bar["key"]: bar for bar in _chart(html, "service")}
+        hours = _hours(start)
+        assert list(volume) == list(service) == hours
+        calls = [int(re.match(r"[^ ]+ (\d+)", volume[h]["title"])[1]) for h in hours]  # type: ignore[index]
+        assert calls == [0, 1] + [0] * 13 + [1] + [0] * 8
+        assert service[hours[1]]["heights"] == {"service": 100.0}
+        assert all(service[h]["gap"] and not service[h]["heights"] for h in hours if h != hours[1])
+        assert service[hours[15]]["title"].endswith(": –")  # calls, but none queued
 
     def test_calls_filters_number_search_and_inclusive_dates(
         self, client: TestClient, push: Push, sign_in: SignIn
@@ -556,11 +697,44 @@ class TestPages:
         )
 
 
-def test_overview_buckets_follow_the_call_center_zone(
-    settings: Any, push: Push, store: Store
+class TestCharts:
+    @pytest.mark.parametrize(
+        ("day", "zone", "hours"),
+        [("2026-11-01", "America/New_York", 25), ("2026-03-08", "America/New_York", 23),
+         ("2026-11-25", "Asia/Shanghai", 24), ("2026-11-25", "Asia/Kathmandu", 24)],
+    )  # fmt: skip
+    def test_a_day_has_every_hour_of_the_call_centers_clock(
+        self, day: str, zone: str, hours: int
+    ) -> None:
+        """The hours are the zone's, with their offsets, as /api/stats keys them: the night
+        clocks go back has two 01:00 hours, the night they go forward none at 02:00."""
+        tz = ZoneInfo(zone)
+        start = datetime.fromisoformat(day).replace(tzinfo=tz)
+        end = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), tz)
+        keys = charts.buckets(start, end, "hour", tz)
+        assert len(keys) == len(set(keys)) == hours
+        assert keys[0].startswith(f"{day}T00:00")
+        key = stats.bucketer("hour", tz)
+        ms = int(start.timestamp() * 1000)
+        assert [key(ms + n * 3_600_000) for n in range(hours)] == keys
+
+    def test_long_periods_are_drawn_by_day_then_by_month(self) -> None:
+        """30 days are 30 bars; a year is 12 months (366 day bars would be hairlines)."""
+        tz = ZoneInfo("Asia/Shanghai")
+        start = datetime(2026, 10, 27, tzinfo=tz)
+        month = charts.buckets(start, start + timedelta(days=30), "day", tz)
+        assert len(month) == 30 and month[0] == "2026-10-27" and month[-1] == "2026-11-25"
+        year_end = datetime(2027, 1, 1, tzinfo=tz)
+        assert charts.unit_for(datetime(2026, 1, 1, tzinfo=tz), year_end) == "month"
+        months = charts.buckets(datetime(2026, 1, 1, tzinfo=tz), year_end, "month", tz)
+        assert months == [f"2026-{m:02d}" for m in range(1, 13)]
+
+
+def test_times_and_buckets_follow_the_call_center_zone(
+    settings: Any, store: Store, api_key: str
 ) -> None:
-    """Hours on the overview are the configured zone's, as /api/stats groups them."""
-    zone = ZoneInfo("Asia/Shanghai")
+    """In Asia/Shanghai, a call at 16:30 UTC on 24 November is at 00:30 on the 25th: the
+    list, the call page and the overview's day and hour say so, as /api/stats does."""
     local = settings.model_copy(update={"timezone": "Asia/Shanghai"})
     from cdrhub.app import create_app
 
@@ -568,15 +742,26 @@ def test_overview_buckets_follow_the_call_center_zone(
         users.create(store, "ann", "viewer", PASSWORD)
         token = _csrf(shanghai.get("/login").text)
         shanghai.post("/login", data={"name": "ann", "password": PASSWORD, "csrf": token})
-        midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-        start = int((midnight + timedelta(minutes=5)).timestamp() * 1000)
-        if start > _now_ms():
-            pytest.skip("the first minutes of the day in Shanghai")
-        shanghai.post(
-            "/cc/callback",
-            json=call("sh-1", _utc(start), direction=1),
-            headers={"token": "test-token-0123456789"},
+        body = call("sh-1", "2026-11-24T16:30:00", direction=1, answered=True, answer=4, end=64)
+        pushed = shanghai.post("/cc/callback", json=body, headers={"token": TOKEN})
+        assert pushed.status_code == 200
+        listing = shanghai.get("/calls?from=2026-11-25&to=2026-11-25").text
+        assert re.findall(r'data-id="([^"]+)"', listing) == ["sh-1"]
+        assert ">2026-11-25 00:30:00</a>" in listing
+        detail = shanghai.get("/calls/sh-1").text
+        assert "<b>Start</b> <time>2026-11-25 00:30:00</time>" in detail
+        day = shanghai.get("/?range=custom&from=2026-11-25&to=2026-11-25").text
+        assert "2026-11-25 00:00 – 2026-11-26 00:00 Asia/Shanghai" in day
+        assert _visible_kpis(day)["calls"] == "1"
+        bars = {bar["key"]: bar["title"] for bar in _chart(day, "volume")}
+        assert len(bars) == 24 and bars["2026-11-25T00:00+08:00"].startswith(
+            "2026-11-25T00:00+08:00: 1 "
         )
-        html = shanghai.get("/?range=today").text
-        assert "Asia/Shanghai" in html and _kpis(html)["calls"] == "1"
-        assert f"{midnight:%Y-%m-%d} 00:00" in html
+        hourly = shanghai.get(
+            "/api/stats",
+            params={"from": "2026-11-25", "to": "2026-11-26", "group_by": "hour"},
+            headers={"Authorization": f"Bearer {api_key}"},
+        ).json()["groups"]
+        assert [g["key"]["hour"] for g in hourly] == ["2026-11-25T00:00+08:00"]
+        before = shanghai.get("/?range=custom&from=2026-11-24&to=2026-11-24").text
+        assert _visible_kpis(before)["calls"] == "0"

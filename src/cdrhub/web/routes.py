@@ -219,7 +219,8 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         where = query.parse_filters(raw, zone)
         names = ("agent", "task_id", "intent", "hangup_reason")
         facts = stats.select_facts(get_store(), where, names)
-        unit = "hour" if end - start <= timedelta(days=2) else "day"
+        unit = charts.unit_for(start, end)
+        keys = charts.buckets(start, end, unit, zone)
 
         def report(group_by: tuple[str, ...], subset: Facts | None = None) -> list[dict[str, Any]]:
             return stats.aggregate(
@@ -253,8 +254,8 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             "directions": cdr.DIRECTIONS,
             "unit": unit,
             "total": total,
-            "volume": charts.volume(over_time, unit),
-            "service": charts.service_level(over_time, unit),
+            "volume": charts.volume(over_time, unit, keys),
+            "service": charts.service_level(over_time, unit, keys),
             "reasons": counted("hangup_reason", facts),
             "agents": agents,
             "aicc": aicc is not None,
