@@ -8,6 +8,7 @@ figure and list comes from the same functions as the API.
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import re
@@ -259,7 +260,10 @@ class TestSignInOnARealServer:
         async def burst() -> list[int]:
             async with httpx.AsyncClient(base_url=server.url, cookies=jar, timeout=60) as c:
                 sent = [
-                    c.post("/login", data={"name": "vic", "password": f"no{i}", "csrf": token})
+                    c.post(
+                        "/login",
+                        data={"name": "vic", "password": f"no{i}", "csrf": token},
+                    )
                     for i in range(40)
                 ]
                 return [r.status_code for r in await asyncio.gather(*sent)]
@@ -379,7 +383,11 @@ def _today() -> tuple[datetime, datetime]:
 
 
 def _stats(api: Api, start: datetime, end: datetime, direction: str, by: str = "") -> Any:
-    params = {"from": start.isoformat(), "to": end.isoformat(), "direction": direction or None}
+    params = {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "direction": direction or None,
+    }
     return api("/api/stats", group_by=by or None, **params).json()["groups"]
 
 
@@ -406,8 +414,10 @@ def _chart(html: str, chart: str) -> list[dict[str, Any]]:
     """The bars of the volume or service chart: key, tooltip and each rect's height."""
     section = html.split(f'id="{chart}"', 1)[1].split("</figure>", 1)[0]
     bars = []
-    for key, attrs, inner in re.findall(r'<g data-key="([^"]+)"([^>]*)>(.*?)</g>', section, re.S):
-        title = re.search(r"<title>(.*?)</title>", inner, re.S)
+    for key, attrs, inner in re.findall(
+        r'<g data-key="([^"]+)"([^>]*)>(.*?)</g>', section, re.DOTALL
+    ):
+        title = re.search(r"<title>(.*?)</title>", inner, re.DOTALL)
         heights = re.findall(r'<rect class="(\w+)"[^>]*height="([\d.e-]+)"', inner)
         bars.append(
             {
@@ -423,7 +433,7 @@ def _chart(html: str, chart: str) -> list[dict[str, Any]]:
 def _hbars(html: str, list_id: str) -> list[tuple[str, int]]:
     """A horizontal bar list (hangup reasons, AICC tasks, intents): label and count."""
     section = html.split(f'id="{list_id}"', 1)[1].split("</ul>", 1)[0]
-    found = re.findall(r'<span class="name">(.*?)</span>.*?<b>(\d+)</b>', section, re.S)
+    found = re.findall(r'<span class="name">(.*?)</span>.*?<b>(\d+)</b>', section, re.DOTALL)
     return [(unescape(name), int(count)) for name, count in found]
 
 
@@ -499,11 +509,19 @@ class TestPages:
             html.split('id="agents"', 1)[1].split("</table>", 1)[0],
         )
         assert [(unescape(a), int(c), int(n), t) for a, c, n, t in rows] == [
-            (g["key"]["agent"], g["calls"], g["answered"], duration(g["avg_talk_seconds"]))
+            (
+                g["key"]["agent"],
+                g["calls"],
+                g["answered"],
+                duration(g["avg_talk_seconds"]),
+            )
             for g in agents[:10]
         ]
         if direction in ("", "2"):
-            for name, list_id in (("task_id", "aicc-tasks"), ("intent", "aicc-intents")):
+            for name, list_id in (
+                ("task_id", "aicc-tasks"),
+                ("intent", "aicc-intents"),
+            ):
                 aicc = _stats(api, start, end, "2", name)
                 assert _hbars(html, list_id) == _counted(aicc, name), name
 
@@ -551,7 +569,62 @@ class TestPages:
         same_day = client.get(f"/calls?from={today}&to={today}&direction=1").text
         assert re.findall(r'data-id="([^"]+)"', same_day) == ["out-1"]
         bad = client.get("/calls?from=tomorrow")
-        assert bad.status_code == 422 and "from" in bad.text
+        assert bad.status_code == 422 and "From = <code>tomorrow</code>" in bad.text
+        chinese = client.get("/calls?from=tomorrow", headers={"Accept-Language": "zh-CN"}).text
+        assert "无法识别的筛选条件：" in chinese and "开始 = <code>tomorrow</code>" in chinese
+
+    @pytest.mark.parametrize(
+        ("typed", "expected"),
+        [
+            ("+8613800000001", {"in-1", "out-1"}),  # with the +
+            ("13800000001", {"in-1", "out-1"}),  # without the country code
+            ("+86 138-0000-0001", {"in-1", "out-1"}),  # as people write it
+            ("0000000", {"in-1", "out-1", "in-2"}),  # any part
+            ("1001@10.0.0.1", {"in-1"}),  # a SIP URI, as typed
+        ],
+    )
+    def test_number_search_finds_what_supervisors_type(
+        self,
+        client: TestClient,
+        push: Push,
+        sign_in: SignIn,
+        typed: str,
+        expected: set[str],
+    ) -> None:
+        """Stored numbers are NXCC's digits (8613800000001); people type +86, spaces, dashes,
+        or the national number alone."""
+        _seed(push)
+        sign_in()
+        html = client.get("/calls", params={"number": typed}).text
+        assert set(re.findall(r'data-id="([^"]+)"', html)) == expected
+
+    @pytest.mark.parametrize(
+        ("typed", "expected"),
+        [
+            ("Ann Li", {"in-1"}),
+            ("ann", {"in-1"}),
+            ("WANG", {"out-1"}),
+            ("bob@example.com", {"out-1"}),
+        ],
+    )
+    def test_agent_search_matches_the_name_shown(
+        self,
+        client: TestClient,
+        push: Push,
+        sign_in: SignIn,
+        typed: str,
+        expected: set[str],
+    ) -> None:
+        """The table shows the nickname first, so the agent box finds nicknames as well as
+        accounts, by any part, in any case; the export link keeps the same selection."""
+        _seed(push)
+        sign_in()
+        html = client.get("/calls", params={"agent": typed}).text
+        assert set(re.findall(r'data-id="([^"]+)"', html)) == expected
+        href = re.search(r'href="(/calls/export\?[^"]+)"', html)
+        assert href
+        exported = client.get(unescape(href[1])).content.decode("utf-8-sig")
+        assert {row[0] for row in list(csv.reader(io.StringIO(exported)))[1:]} == expected
 
     def test_export_link_gives_the_selection_as_the_api_does(
         self, client: TestClient, push: Push, sign_in: SignIn, api: Api
@@ -571,21 +644,28 @@ class TestPages:
     def test_paging_follows_the_api_cursor(
         self, client: TestClient, push: Push, sign_in: SignIn
     ) -> None:
-        """60 calls: a full first page, then the rest, none twice, with a way back."""
+        """60 calls: a full first page, then the rest, none twice, and "newest calls" leads
+        back to the first page (not to the same one)."""
         start = _now_ms(200)
         for i in range(60):
             push(call(f"p-{i:02d}", _utc(start + i * 1000), direction=1))
         sign_in()
-        first = client.get("/calls").text
+        first = client.get("/calls?direction=1").text
         ids = re.findall(r'data-id="([^"]+)"', first)
         assert len(ids) == 50 and ids[0] == "p-59"
         nxt = re.search(r'href="([^"]+)" id="next-page"', first)
         assert nxt
-        second = client.get(nxt[1].replace("&amp;", "&")).text
+        second = client.get(unescape(nxt[1])).text
         rest = re.findall(r'data-id="([^"]+)"', second)
         assert len(rest) == 10 and not set(rest) & set(ids)
-        assert 'id="first-page"' in second and 'id="next-page"' not in second
+        assert 'id="next-page"' not in second
         assert 'data-rows=""' in second  # live rows only on the newest page
+        back = re.search(r'href="([^"]+)" id="first-page"', second)
+        assert back and "cursor" not in back[1] and "direction=1" in back[1]
+        again = client.get(unescape(back[1])).text
+        assert re.findall(r'data-id="([^"]+)"', again) == ids
+        export = re.search(r'href="(/calls/export\?[^"]+)"', second)
+        assert export and "cursor" not in export[1]
 
     def test_live_rows_bring_late_calls_and_respect_the_filters(
         self, client: TestClient, push: Push, sign_in: SignIn
@@ -619,8 +699,8 @@ class TestPages:
         push(corrected)  # a correction
         sign_in()
         html = client.get("/calls/in-1").text
-        assert re.search(r'data-field="direction".*?inbound <small>\(0\)</small>', html, re.S)
-        assert re.search(r'data-field="hangupBy".*?user <small>\(1\)</small>', html, re.S)
+        assert re.search(r'data-field="direction".*?inbound <small>\(0\)</small>', html, re.DOTALL)
+        assert re.search(r'data-field="hangupBy".*?user <small>\(1\)</small>', html, re.DOTALL)
         assert 'id="recording"' in html and 'src="https://rec.example.com/in-1.mp3"' in html
         assert 'id="voicemail"' not in html
         assert "Raw payload versions</h2>" not in html and "Raw payload versions (2)" in html
@@ -695,6 +775,66 @@ class TestPages:
             client.get("/lang/en?next=//evil.example", follow_redirects=False).headers["location"]
             == "/"
         )
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/calls?to=9999-12-31",
+            "/calls/export?to=9999-12-31",
+            "/calls/rows?to=9999-12-31",
+        ],
+    )
+    def test_the_last_day_of_the_calendar_is_a_date_like_any(
+        self, client: TestClient, push: Push, sign_in: SignIn, path: str
+    ) -> None:
+        """`to` is included, so its next midnight would be past year 9999: no upper bound."""
+        _seed(push)
+        sign_in()
+        answer = client.get(path)
+        assert answer.status_code == 200 and "in-1" in answer.text
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/calls?from=999999999999999",
+            "/calls/export?from=999999999999999",
+            "/calls/rows?after=99999999999999999999",
+            "/calls/rows?after=999999999999999",
+        ],
+    )
+    def test_dates_past_the_calendar_are_a_422_page(
+        self, client: TestClient, sign_in: SignIn, path: str
+    ) -> None:
+        """Extreme or broken dates are the reader's mistake, said on a page, never a 500."""
+        sign_in()
+        answer = client.get(path, headers={"Accept-Language": "zh-CN"})
+        assert answer.status_code == 422, answer.text
+        assert "text/html" in answer.headers["content-type"]
+        # The calls page says it above its form; elsewhere it is the error page.
+        assert ("无法识别的筛选条件" if path.startswith("/calls?") else "出错了") in answer.text
+
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"from": "999999999999999"},
+            {"to": "0001-01-01", "tz": "Asia/Shanghai"},
+            {"from": "9999-12-31T23:00:00-05:00"},
+        ],
+    )
+    def test_the_api_refuses_times_past_the_calendar(
+        self, api: Api, params: dict[str, str]
+    ) -> None:
+        """/api/calls, /api/stats and /api/export answer 422 naming the parameter."""
+        for path in ("/api/calls", "/api/stats", "/api/export"):
+            answer = api(path, **params)
+            assert answer.status_code == 422, (path, answer.text)
+            assert answer.json()["fields"][0]["field"] in params
+
+    def test_the_api_refuses_a_forged_cursor_past_the_calendar(self, api: Api) -> None:
+        """A cursor is ours to read back; one naming a time that cannot exist is a 422."""
+        forged = base64.urlsafe_b64encode(b'["desc",99999999999999999,"x"]').decode().rstrip("=")
+        answer = api("/api/calls", cursor=forged)
+        assert answer.status_code == 422 and answer.json()["fields"][0]["field"] == "cursor"
 
 
 class TestCharts:

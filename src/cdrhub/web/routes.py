@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -292,9 +293,11 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             where = call_filter(params, zone)
             listing = query.list_calls(get_store(), where, zone, limit=PAGE_SIZE, cursor=cursor)
         except InvalidParameter as exc:
-            problems = "; ".join(f"{p.field}: {p.expected}" for p in exc.fields)
-            error, listing = f"{exc.detail} ({problems})", query.Page([], None)
-        kept = {k: v for k, v in params.items() if k in _CALL_PARAMS and v}
+            # Named by the form's own labels, which the page translates.
+            error = [(_LABELS.get(p.field, p.field), p.value, p.expected) for p in exc.fields]
+            listing = query.Page([], None)
+        # The selection without the page: "newest calls", the export and live rows start over.
+        kept = {k: v for k, v in params.items() if k in _CALL_PARAMS and k != "cursor" and v}
         return page(
             request,
             "calls.html",
@@ -326,8 +329,11 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         user = current_user(request)
         polled = int(time.time() * 1000)
         params = {k: v for k, v in request.query_params.items() if k in _CALL_PARAMS}
-        where = call_filter(params, zone)
-        mark = datetime.fromtimestamp(max(after, 0) / 1000, UTC) - _LIVE_OVERLAP
+        try:
+            where = call_filter(params, zone)
+            mark = query.parse_time(str(max(after, 0)), zone, "after") - _LIVE_OVERLAP
+        except InvalidParameter as exc:
+            raise PageError(422, exc.detail) from None
         live = (
             select(calls_table)
             .where(
@@ -439,6 +445,20 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
 
 
 _OVERVIEW_PARAMS = ("range", "from", "to", "direction")
+#: The calls form's label of each parameter, for saying which one is wrong.
+_LABELS = {
+    "from": "From",
+    "to": "To",
+    "direction": "Direction",
+    "answered": "Answered",
+    "agent": "Agent",
+    "number": "Number",
+    "task_id": "Task",
+    "intent": "Intent",
+    "hangup_reason": "Hangup reason",
+    "hangup_by": "hangup by",
+    "cursor": "Next page",
+}
 #: What the calls page's form sends: the API's filters (bar a few) and the number search.
 _CALL_PARAMS = frozenset(
     {"from", "to", "direction", "answered", "agent", "number", "task_id", "intent",
@@ -448,52 +468,65 @@ _CALL_PARAMS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class NumberFilter(query.CallFilter):
-    """The API's filter plus the dashboard's number search: caller *or* callee starts with it.
+class SearchFilter(query.CallFilter):
+    """The API's filter plus the dashboard's two search boxes, which match what people type.
 
-    A supervisor has the customer's number, and that is the caller of an inbound call but the
-    callee of an outbound one.
+    The number is looked for anywhere in the caller *or* the callee: a supervisor has the
+    customer's number, with or without the country code or a ``+``, and it is the caller of
+    an inbound call but the callee of an outbound one. The agent is part of the account or of
+    the nickname, in any case: the table shows the nickname, and that is what people type.
+    (``/api/calls`` keeps its exact filters, as docs/api.md says.)
     """
 
     number: str = ""
+    agent: str = ""
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        """The API filter's conditions, and the number search as one OR."""
+        """The API filter's conditions, and each search box as one OR."""
         where = query.CallFilter.conditions(self)
         if self.number:
-            size = len(self.number)
-            where.append(
-                or_(
-                    _starts(calls_table.c.caller, self.number, size),
-                    _starts(calls_table.c.callee, self.number, size),
-                )
-            )
+            where.append(_anywhere((calls_table.c.caller, calls_table.c.callee), self.number))
+        if self.agent:
+            columns = (calls_table.c.agent_name, calls_table.c.agent_nick_name)
+            where.append(_anywhere([func.lower(c) for c in columns], self.agent.lower()))
         return where
 
 
-def _starts(column: Any, prefix: str, size: int) -> ColumnElement[bool]:
-    # substr, as query.py's caller_prefix: exact, case-sensitive, no LIKE wildcards to escape.
-    return func.substr(column, 1, size) == prefix
+def _anywhere(columns: Iterable[Any], text: str) -> ColumnElement[bool]:
+    # LIKE with its wildcards escaped: "1001_2" is that number, not a pattern.
+    return or_(*(column.contains(text, autoescape=True) for column in columns))
+
+
+def _number(typed: str) -> str:
+    """What a number search looks for: a phone number's digits (``+86 138-0000 0001`` is
+    ``8613800000001``, as NXCC sends numbers), or the text as typed (a SIP URI)."""
+    text = typed.strip()
+    if re.fullmatch(r"[\d\s+\-().]+", text):
+        return re.sub(r"\D", "", text)
+    return text
 
 
 def call_filter(params: Mapping[str, str], zone: ZoneInfo) -> query.CallFilter:
-    """The calls page's selection, parsed by the API's own parser.
+    """The calls page's selection, parsed by the API's own parser, and the search boxes.
 
     A bare date in ``to`` is the last day shown, included (the date picker's meaning), so it
     becomes the next local midnight; the API's ``to`` is exclusive.
     """
-    raw = {k: v for k, v in params.items() if k in query.FILTER_NAMES and v}
+    raw = {k: v for k, v in params.items() if k in query.FILTER_NAMES and k != "agent" and v}
     to = raw.get("to", "").strip()
     if to and len(to) == 10:
         try:
             raw["to"] = (date.fromisoformat(to) + timedelta(days=1)).isoformat()
         except ValueError:
             pass  # the API's parser names the bad value
+        except OverflowError:  # 9999-12-31: the last day there is, so no upper bound
+            del raw["to"]
     where = query.parse_filters(raw, zone)
-    number = "".join(params.get("number", "").split())
-    if not number:
+    number = _number(params.get("number", ""))
+    agent = params.get("agent", "").strip()
+    if not number and not agent:
         return where
-    return NumberFilter(where.start, where.end, where.values, number=number)
+    return SearchFilter(where.start, where.end, where.values, number=number, agent=agent)
 
 
 def safe_next(target: str) -> str:
@@ -563,7 +596,11 @@ def _row(item: dict[str, Any]) -> dict[str, Any]:
     talk = None
     if item.get("answered") and item.get("answer_time_ms") and item.get("end_time_ms"):
         talk = (item["end_time_ms"] - item["answer_time_ms"]) / 1000
-    return {**item, "talk": talk, "direction_name": cdr.DIRECTIONS.get(item.get("direction"))}
+    return {
+        **item,
+        "talk": talk,
+        "direction_name": cdr.DIRECTIONS.get(item.get("direction")),
+    }
 
 
 def _value_kind(field: cdr.Field) -> str:
