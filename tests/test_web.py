@@ -776,6 +776,36 @@ class TestPages:
             == "/"
         )
 
+    def test_the_overview_refreshes_only_when_its_calls_changed(
+        self, client: TestClient, push: Push, sign_in: SignIn
+    ) -> None:
+        """Every open tab polls every 10 s; while nothing in the period changed the answer is
+        an empty 204, and a new call brings the new figures and a new mark."""
+        _seed(push)
+        sign_in()
+        html = client.get("/?range=today").text
+        mark = re.search(r'data-mark="([^"]+)"', html)
+        assert mark
+        same = client.get(f"/overview/live?range=today&mark={mark[1]}")
+        assert same.status_code == 204 and same.content == b""
+        assert push(call("new-1", _utc(_now_ms(1)), direction=1)).status_code == 200
+        fresh = client.get(f"/overview/live?range=today&mark={mark[1]}")
+        assert fresh.status_code == 200 and 'id="kpis"' in fresh.text
+        assert _visible_kpis(fresh.text)["calls"] == "7"
+        assert fresh.headers["x-cdrhub-mark"] != mark[1]
+        later = client.get(f"/overview/live?range=today&mark={fresh.headers['x-cdrhub-mark']}")
+        assert later.status_code == 204
+
+    def test_dates_without_a_preset_are_a_custom_period(
+        self, client: TestClient, sign_in: SignIn
+    ) -> None:
+        """A link carrying only dates shows those dates, not today."""
+        sign_in()
+        html = client.get("/?from=2026-11-20&to=2026-11-30").text
+        assert "2026-11-20 00:00 – 2026-12-01 00:00 UTC" in html
+        assert re.search(r'value="custom" checked', html)
+        assert len(_chart(html, "volume")) == 11  # one bar a day
+
     @pytest.mark.parametrize(
         "path",
         [
@@ -800,6 +830,10 @@ class TestPages:
             "/calls/export?from=999999999999999",
             "/calls/rows?after=99999999999999999999",
             "/calls/rows?after=999999999999999",
+            "/?range=custom&to=9999-12-31",
+            "/?range=custom&from=2000-01-01&to=2026-12-31",
+            "/?range=custom&from=someday&to=2026-12-31",
+            "/overview/live?range=custom&to=9999-12-31",
         ],
     )
     def test_dates_past_the_calendar_are_a_422_page(

@@ -35,13 +35,18 @@ from cdrhub.guard import client_address, networks
 from cdrhub.quarantine import replay, replay_all
 from cdrhub.settings import Settings
 from cdrhub.store import Store
+from cdrhub.store.batch import hour_of
 from cdrhub.store.schema import calls as calls_table
+from cdrhub.store.schema import stat_hours
 from cdrhub.web import charts, i18n
 from cdrhub.web.throttle import Busy, Throttle
 
 HERE = Path(__file__).parent
 RANGES = ("today", "yesterday", "7d", "30d", "custom")
 _TOO_MANY = "Too many attempts; wait a minute and try again."
+_BAD_DATES = "The period's dates are not days of the calendar (YYYY-MM-DD)."
+#: The longest overview period (about ten years: 120 months on the charts).
+MAX_PERIOD_DAYS = 3653
 #: Rows per page of the calls table.
 PAGE_SIZE = 50
 #: How far before a poll's mark a live row may have started: NXCC pushes a call when it ends,
@@ -211,13 +216,15 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     # -- overview ------------------------------------------------------------------------------
 
     def overview_context(params: Mapping[str, str]) -> dict[str, Any]:
-        chosen = params.get("range", "today")
-        chosen = chosen if chosen in RANGES else "today"
+        chosen = _chosen_range(params)
         start, end = _range(chosen, params, zone)
         direction = params.get("direction", "")
         direction = direction if direction in ("0", "1", "2") else ""
         raw = {"from": start.isoformat(), "to": end.isoformat(), "direction": direction}
-        where = query.parse_filters(raw, zone)
+        try:
+            where = query.parse_filters(raw, zone)
+        except InvalidParameter:  # a day at the very edge of the calendar, in UTC
+            raise PageError(422, _BAD_DATES) from None
         names = ("agent", "task_id", "intent", "hangup_reason")
         facts = stats.select_facts(get_store(), where, names)
         unit = charts.unit_for(start, end)
@@ -272,14 +279,26 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     @router.get("/")
     def overview(request: Request) -> Response:
         user = current_user(request)
-        return page(request, "overview.html", user, **overview_context(request.query_params))
+        params = request.query_params
+        start, end = _range(_chosen_range(params), params, zone)
+        mark = overview_mark(get_store(), start, end)
+        return page(request, "overview.html", user, mark=mark, **overview_context(params))
 
     @router.get("/overview/live")
-    def overview_live(request: Request) -> Response:
-        """The overview's figures alone, which the page swaps in (no reload)."""
+    def overview_live(request: Request, mark: str = "") -> Response:
+        """The overview's figures alone, which the page swaps in (no reload), or 204 when
+        nothing in the period changed since the page's ``mark``: every open tab asks every
+        10 seconds, and the answer is then one small query, not the whole overview."""
         user = current_user(request)
-        context = overview_context(request.query_params)
-        return page(request, "_overview_body.html", user, **context)
+        params = request.query_params
+        start, end = _range(_chosen_range(params), params, zone)
+        now = overview_mark(get_store(), start, end)  # before the figures: never newer than them
+        if hmac.compare_digest(mark.encode(), now.encode()):
+            return Response(status_code=204, headers={"X-Cdrhub-Mark": now})
+        context = overview_context(params)
+        response = page(request, "_overview_body.html", user, **context)
+        response.headers["X-Cdrhub-Mark"] = now
+        return response
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -570,22 +589,55 @@ def _check_csrf(request: Request, presented: str) -> None:
         raise PageError(403, "The form expired or came from another site; reload the page.")
 
 
+def overview_mark(store: Store, start: datetime, end: datetime) -> str:
+    """A fingerprint of the calls of ``[start, end)``, cheap to read: it changes whenever one
+    of them is stored, corrected or deleted, because every such write bumps its hour's
+    ``stat_hours.changes`` (see :mod:`cdrhub.rollup`); the period itself is part of it, so
+    "today" at midnight is a new mark too."""
+    first, last = _epoch_ms(start), _epoch_ms(end)
+    hours = stat_hours.c.slot.between(hour_of(first), hour_of(last - 1))
+    counted = select(func.count(), func.coalesce(func.sum(stat_hours.c.changes), 0)).where(hours)
+    with store.read_engine.connect() as conn:
+        slots, changes = conn.execute(counted).one()
+    return f"{first}.{last}.{slots}.{changes}"
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _chosen_range(params: Mapping[str, str]) -> str:
+    """The period the overview shows: the ``range`` asked for, else custom when dates are
+    given (a link with only dates means those dates), else today."""
+    chosen = params.get("range")
+    if chosen in RANGES:
+        return chosen
+    return "custom" if params.get("from") or params.get("to") else "today"
+
+
 def _range(chosen: str, params: Mapping[str, str], zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """The chosen period as local-midnight bounds ``[start, end)``."""
+    """The chosen period as local-midnight bounds ``[start, end)``.
+
+    Custom dates that are no day, or a period longer than :data:`MAX_PERIOD_DAYS`, are a 422
+    page: the charts draw every day of the period, so its length must be bounded.
+    """
     today = datetime.now(zone).date()
 
     def midnight(day: date) -> datetime:
         return datetime(day.year, day.month, day.day, tzinfo=zone)
 
-    if chosen == "custom":
-        try:
-            first = date.fromisoformat(params.get("from", ""))
-            last = date.fromisoformat(params.get("to", ""))
-        except ValueError:
-            first = last = today
-        return midnight(first), midnight(max(first, last) + timedelta(days=1))
-    days = {"today": (0, 1), "yesterday": (-1, 0), "7d": (-6, 1), "30d": (-29, 1)}[chosen]
-    return midnight(today + timedelta(days=days[0])), midnight(today + timedelta(days=days[1]))
+    if chosen != "custom":
+        days = {"today": (0, 1), "yesterday": (-1, 0), "7d": (-6, 1), "30d": (-29, 1)}[chosen]
+        return midnight(today + timedelta(days=days[0])), midnight(today + timedelta(days=days[1]))
+    try:
+        first = date.fromisoformat(params.get("from") or params.get("to") or "")
+        last = max(first, date.fromisoformat(params.get("to") or params.get("from") or ""))
+        start, end = midnight(first), midnight(last + timedelta(days=1))
+    except (ValueError, OverflowError):
+        raise PageError(422, _BAD_DATES) from None
+    if (last - first).days >= MAX_PERIOD_DAYS:
+        raise PageError(422, "Choose a period of at most ten years.")
+    return start, end
 
 
 def _only(facts: Facts, keep: np.ndarray) -> Facts:
@@ -596,11 +648,7 @@ def _row(item: dict[str, Any]) -> dict[str, Any]:
     talk = None
     if item.get("answered") and item.get("answer_time_ms") and item.get("end_time_ms"):
         talk = (item["end_time_ms"] - item["answer_time_ms"]) / 1000
-    return {
-        **item,
-        "talk": talk,
-        "direction_name": cdr.DIRECTIONS.get(item.get("direction")),
-    }
+    return {**item, "talk": talk, "direction_name": cdr.DIRECTIONS.get(item.get("direction"))}
 
 
 def _value_kind(field: cdr.Field) -> str:
