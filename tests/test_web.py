@@ -11,6 +11,7 @@ import asyncio
 import base64
 import csv
 import io
+import json
 import re
 import time
 from collections.abc import Callable
@@ -755,10 +756,47 @@ class TestPages:
         page = client.get("/quarantine").text
         assert "invalid_record" in page and "startTime" in page and "q-1" in page
         one = client.post("/quarantine/replay", data={"csrf": _csrf(page), "entry": entry}).text
-        assert "Replayed: 1 / 1" in one and "q-2" in one
+        assert "Replayed: 1 / 1" in one and "q-2" in one and "created" in one
         rest = client.post("/quarantine/replay", data={"csrf": _csrf(page)}).text
         assert "Replayed: 0 / 1" in rest and "still refused" in rest
         assert store.get_call("q-2") is not None
+
+    def test_replay_answers_with_a_redirect_to_the_quarantine_page(
+        self, client: TestClient, push: Push, store: Store, sign_in: SignIn
+    ) -> None:
+        """Post/redirect/get: the outcome shows once on /quarantine, so reloading replays
+        nothing again and switching language there works (in the new language)."""
+        assert push({"callId": "q-1", "startTime": "yesterday"}).status_code == 422
+        sign_in("ann")
+        page = client.get("/quarantine").text
+        posted = client.post(
+            "/quarantine/replay", data={"csrf": _csrf(page)}, follow_redirects=False
+        )
+        assert posted.status_code == 303 and posted.headers["location"] == "/quarantine"
+        shown = client.get("/quarantine", headers={"Accept-Language": "zh-CN"}).text
+        assert "已重放: 0 / 1" in shown and "仍被拒绝：" in shown
+        again = client.get("/quarantine").text  # a reload
+        assert 'id="replayed"' not in again and "q-1" in again
+        switched = client.get("/lang/zh-CN?next=/quarantine")
+        assert switched.status_code == 200 and "隔离区" in switched.text
+
+    def test_many_replay_outcomes_fit_the_session_cookie(
+        self, client: TestClient, store: Store, sign_in: SignIn
+    ) -> None:
+        """Outcomes travel to the next page in the session cookie, which browsers cap at
+        4 KB: as many as fit are listed, the rest are counted."""
+        for i in range(40):
+            body = json.dumps({"callId": f"q-{i}", "startTime": "不是时间" * 30}).encode()
+            store.quarantine(Rejected(body=body, status=422, reason="invalid_record", detail={}))
+        sign_in("ann")
+        page = client.get("/quarantine").text
+        posted = client.post(
+            "/quarantine/replay", data={"csrf": _csrf(page)}, follow_redirects=False
+        )
+        assert len(posted.headers["set-cookie"]) < 4000
+        shown = client.get("/quarantine").text
+        listed = len(re.findall(r"<li>#\d+: not stored", shown))
+        assert 0 < listed < 40 and f"… {40 - listed} more" in shown
 
     def test_language_follows_the_browser_and_the_switch(
         self, client: TestClient, sign_in: SignIn

@@ -107,6 +107,15 @@ _ZH = {
     "per month": "按月",
     "The period's dates are not days of the calendar (YYYY-MM-DD).": "所选时段的日期无效（应为 YYYY-MM-DD）。",
     "Choose a period of at most ten years.": "请选择不超过十年的时段。",
+    "more": "条未列出",
+    "still refused:": "仍被拒绝：",
+    "already replayed": "已重放过",
+    "created": "已新建",
+    "duplicate": "重复推送",
+    "updated": "已更新",
+    "stale": "旧版本（未覆盖）",
+    "spooled": "已暂存",
+    "body was cut at the size limit when it arrived; it cannot be stored": "接收时内容超出大小限制被截断，无法保存",
     "Clear": "清除",
     "Newest calls": "最新通话",
     "Not answered": "未接通",
@@ -204,6 +213,22 @@ def choose(cookie: str | None, accept_language: str | None) -> str:
         if tag.startswith("en"):
             return "en"
     return "en"
+
+
+def replay_message(message: str, t: Callable[[str], str]) -> str:
+    """A replay outcome from :mod:`cdrhub.quarantine` in the reader's language: the fixed
+    words are translated; what comes from the refused body stays as it was."""
+    if message in _OUTCOMES:
+        return t(message)
+    for prefix in ("still refused:", "already replayed"):
+        if message.startswith(prefix):
+            rest = message[len(prefix) :]
+            inner = rest.strip(" ()")
+            return t(prefix) + (f" ({t(inner)})" if inner in _OUTCOMES else rest)
+    return t(message)
+
+
+_OUTCOMES = frozenset({"created", "duplicate", "updated", "stale", "spooled"})
 
 
 def translator(language: str) -> Callable[[str], str]:

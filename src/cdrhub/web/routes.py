@@ -32,7 +32,7 @@ from cdrhub import cdr, export, query, stats, users
 from cdrhub.columns import Facts
 from cdrhub.errors import InvalidParameter
 from cdrhub.guard import client_address, networks
-from cdrhub.quarantine import replay, replay_all
+from cdrhub.quarantine import ReplayResult, replay, replay_all
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.batch import hour_of
@@ -100,6 +100,7 @@ class Pages:
             {
                 "user": user,
                 "t": translate,
+                "replay_message": lambda message: i18n.replay_message(message, translate),
                 "language": language,
                 "languages": i18n.LANGUAGES,
                 "zone": self.settings.timezone,
@@ -436,7 +437,14 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     @router.get("/quarantine")
     def quarantine_page(request: Request) -> Response:
         user = admin(request)
-        return page(request, "quarantine.html", user, entries=quarantine_entries(), results=None)
+        replayed = request.session.pop("replayed", None)
+        return page(
+            request,
+            "quarantine.html",
+            user,
+            entries=quarantine_entries(),
+            replayed=replayed if isinstance(replayed, dict) else None,
+        )
 
     @router.post("/quarantine/replay")
     def quarantine_replay(
@@ -444,21 +452,17 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         csrf: str = Form(""),
         entry: int | None = Form(None),
     ) -> Response:
-        user = admin(request)
+        """Replay, then send the browser to the quarantine page, which shows what happened
+        once: reloading it or switching language there replays nothing again."""
+        admin(request)
         _check_csrf(request, csrf)
         store = get_store()
         try:
             results = [replay(store, entry)] if entry is not None else replay_all(store)
         except LookupError as exc:
             raise PageError(404, str(exc)) from None
-        return page(
-            request,
-            "quarantine.html",
-            user,
-            entries=quarantine_entries(),
-            results=results,
-            stored=sum(r.stored for r in results),
-        )
+        request.session["replayed"] = _replay_summary(results)
+        return RedirectResponse("/quarantine", status_code=303)
 
     return router
 
@@ -638,6 +642,29 @@ def _range(chosen: str, params: Mapping[str, str], zone: ZoneInfo) -> tuple[date
     if (last - first).days >= MAX_PERIOD_DAYS:
         raise PageError(422, "Choose a period of at most ten years.")
     return start, end
+
+
+#: Bytes of replay outcomes kept for the page (the session cookie must stay under 4 KB).
+_REPLAYS_ROOM = 1500
+
+
+def _replay_summary(results: list[ReplayResult]) -> dict[str, Any]:
+    """What a replay did, small enough for the session cookie: the counts, and as many
+    outcomes as fit (messages cut short: a refused body's values can be long)."""
+    shown: list[dict[str, Any]] = []
+    room = _REPLAYS_ROOM
+    for r in results:
+        item = {
+            "entry_id": r.entry_id,
+            "stored": r.stored,
+            "message": r.message[:100],
+            "call_id": (r.call_id or "")[:64],
+        }
+        room -= len(json.dumps(item))  # as the session middleware will write it (\u escapes)
+        if room < 0:
+            break
+        shown.append(item)
+    return {"total": len(results), "stored": sum(r.stored for r in results), "shown": shown}
 
 
 def _only(facts: Facts, keep: np.ndarray) -> Facts:
