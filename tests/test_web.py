@@ -13,10 +13,13 @@ import csv
 import io
 import json
 import re
+import secrets
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -24,12 +27,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import select, update
 
 from cdrhub import stats, users
+from cdrhub.settings import Settings
 from cdrhub.store import Rejected, Store
 from cdrhub.store.schema import dashboard_sessions
-from cdrhub.web import charts
+from cdrhub.web import charts, i18n, session_secret
 from cdrhub.web.routes import duration, money, percent, safe_next
 from cdrhub.web.throttle import ATTEMPTS_PER_ADDRESS, ATTEMPTS_PER_NAME
 
@@ -261,10 +266,7 @@ class TestSignInOnARealServer:
         async def burst() -> list[int]:
             async with httpx.AsyncClient(base_url=server.url, cookies=jar, timeout=60) as c:
                 sent = [
-                    c.post(
-                        "/login",
-                        data={"name": "vic", "password": f"no{i}", "csrf": token},
-                    )
+                    c.post("/login", data={"name": "vic", "password": f"no{i}", "csrf": token})
                     for i in range(40)
                 ]
                 return [r.status_code for r in await asyncio.gather(*sent)]
@@ -384,11 +386,7 @@ def _today() -> tuple[datetime, datetime]:
 
 
 def _stats(api: Api, start: datetime, end: datetime, direction: str, by: str = "") -> Any:
-    params = {
-        "from": start.isoformat(),
-        "to": end.isoformat(),
-        "direction": direction or None,
-    }
+    params = {"from": start.isoformat(), "to": end.isoformat(), "direction": direction or None}
     return api("/api/stats", group_by=by or None, **params).json()["groups"]
 
 
@@ -415,10 +413,8 @@ def _chart(html: str, chart: str) -> list[dict[str, Any]]:
     """The bars of the volume or service chart: key, tooltip and each rect's height."""
     section = html.split(f'id="{chart}"', 1)[1].split("</figure>", 1)[0]
     bars = []
-    for key, attrs, inner in re.findall(
-        r'<g data-key="([^"]+)"([^>]*)>(.*?)</g>', section, re.DOTALL
-    ):
-        title = re.search(r"<title>(.*?)</title>", inner, re.DOTALL)
+    for key, attrs, inner in re.findall(r'<g data-key="([^"]+)"([^>]*)>(.*?)</g>', section, re.S):
+        title = re.search(r"<title>(.*?)</title>", inner, re.S)
         heights = re.findall(r'<rect class="(\w+)"[^>]*height="([\d.e-]+)"', inner)
         bars.append(
             {
@@ -434,7 +430,7 @@ def _chart(html: str, chart: str) -> list[dict[str, Any]]:
 def _hbars(html: str, list_id: str) -> list[tuple[str, int]]:
     """A horizontal bar list (hangup reasons, AICC tasks, intents): label and count."""
     section = html.split(f'id="{list_id}"', 1)[1].split("</ul>", 1)[0]
-    found = re.findall(r'<span class="name">(.*?)</span>.*?<b>(\d+)</b>', section, re.DOTALL)
+    found = re.findall(r'<span class="name">(.*?)</span>.*?<b>(\d+)</b>', section, re.S)
     return [(unescape(name), int(count)) for name, count in found]
 
 
@@ -510,19 +506,11 @@ class TestPages:
             html.split('id="agents"', 1)[1].split("</table>", 1)[0],
         )
         assert [(unescape(a), int(c), int(n), t) for a, c, n, t in rows] == [
-            (
-                g["key"]["agent"],
-                g["calls"],
-                g["answered"],
-                duration(g["avg_talk_seconds"]),
-            )
+            (g["key"]["agent"], g["calls"], g["answered"], duration(g["avg_talk_seconds"]))
             for g in agents[:10]
         ]
         if direction in ("", "2"):
-            for name, list_id in (
-                ("task_id", "aicc-tasks"),
-                ("intent", "aicc-intents"),
-            ):
+            for name, list_id in (("task_id", "aicc-tasks"), ("intent", "aicc-intents")):
                 aicc = _stats(api, start, end, "2", name)
                 assert _hbars(html, list_id) == _counted(aicc, name), name
 
@@ -585,12 +573,7 @@ class TestPages:
         ],
     )
     def test_number_search_finds_what_supervisors_type(
-        self,
-        client: TestClient,
-        push: Push,
-        sign_in: SignIn,
-        typed: str,
-        expected: set[str],
+        self, client: TestClient, push: Push, sign_in: SignIn, typed: str, expected: set[str]
     ) -> None:
         """Stored numbers are NXCC's digits (8613800000001); people type +86, spaces, dashes,
         or the national number alone."""
@@ -609,12 +592,7 @@ class TestPages:
         ],
     )
     def test_agent_search_matches_the_name_shown(
-        self,
-        client: TestClient,
-        push: Push,
-        sign_in: SignIn,
-        typed: str,
-        expected: set[str],
+        self, client: TestClient, push: Push, sign_in: SignIn, typed: str, expected: set[str]
     ) -> None:
         """The table shows the nickname first, so the agent box finds nicknames as well as
         accounts, by any part, in any case; the export link keeps the same selection."""
@@ -692,30 +670,53 @@ class TestPages:
     def test_call_detail_in_plain_words(
         self, client: TestClient, push: Push, sign_in: SignIn
     ) -> None:
-        """Direction and hangup side spelled out, times local, a player for the recording,
-        every raw version with its deliveries."""
+        """Direction, hangup side and hangup code spelled out, times local, a player for the
+        recording, every raw version with its deliveries."""
         bodies = _seed(push)
-        corrected = {**bodies["in-1"], "hangupBy": 1}
+        corrected = {**bodies["in-1"], "hangupBy": 1, "hangupCode": 16}
         push(bodies["in-1"])  # a retry
         push(corrected)  # a correction
         sign_in()
         html = client.get("/calls/in-1").text
-        assert re.search(r'data-field="direction".*?inbound <small>\(0\)</small>', html, re.DOTALL)
-        assert re.search(r'data-field="hangupBy".*?user <small>\(1\)</small>', html, re.DOTALL)
+        assert re.search(r'data-field="direction".*?inbound <small>\(0\)</small>', html, re.S)
+        assert re.search(r'data-field="hangupBy".*?user <small>\(1\)</small>', html, re.S)
+        assert re.search(
+            r'data-field="hangupCode".*?normal call clearing <small>\(16, Q.850\)</small>',
+            html,
+            re.S,
+        )
         assert 'id="recording"' in html and 'src="https://rec.example.com/in-1.mp3"' in html
         assert 'id="voicemail"' not in html
         assert "Raw payload versions</h2>" not in html and "Raw payload versions (2)" in html
         assert '<span id="deliveries">3</span>' in html
         for label in ("Start", "Queue in", "Queue out", "Answer", "End"):
             assert f"<b>{label}</b>" in html
+        chinese = client.get("/calls/in-1", headers={"Accept-Language": "zh-CN"}).text
+        assert "正常挂机 <small>(16, Q.850)</small>" in chinese
         missing = client.get("/calls/nope")
         assert missing.status_code == 404 and "No call with this id." in missing.text
+
+    def test_a_voicemail_gets_its_own_player(
+        self, client: TestClient, push: Push, sign_in: SignIn
+    ) -> None:
+        """An unanswered call that left a message: the voicemail player plays leaveMsgUrl;
+        an unknown hangup code is shown as the number alone."""
+        url = "https://rec.example.com/vm-1.wav?sig=a&x=1"
+        body = call("vm-1", _utc(_now_ms(30)), direction=0, answered=False, in_queue=1, end=40,
+                    leaveMsgUrl=url, hangupCode=999)  # fmt: skip
+        assert push(body).status_code == 200
+        sign_in()
+        html = client.get("/calls/vm-1").text
+        player = re.search(r'<audio [^>]*id="voicemail"', html)
+        assert player and f'src="{url.replace("&", "&amp;")}"' in player[0]
+        assert 'id="recording"' not in html
+        assert re.search(r'data-field="hangupCode"><th>.*?</th><td>999</td>', html, re.S)
 
     def test_hostile_call_data_is_escaped_everywhere(
         self, client: TestClient, push: Push, store: Store, sign_in: SignIn
     ) -> None:
-        """Agent names, reasons, intents, ids and quarantined bodies come from outside: they
-        are shown as text, never as markup."""
+        """Agent names, reasons, intents, ids and quarantined bodies come from outside: each
+        payload, in each field, is shown as text on every page, never as markup."""
         _seed(push)
         store.quarantine(
             Rejected(body=EVIL[1].encode(), status=400, reason="bad_json",
@@ -724,19 +725,34 @@ class TestPages:
                      call_id=EVIL[0])
         )  # fmt: skip
         sign_in()
-        pages = [
-            "/calls?direction=2",
-            "/calls/evil%2F1",
-            "/?range=today&direction=2",
-            "/quarantine",
-        ]
-        for path in pages:
-            html = client.get(path).text
-            assert "<script>alert" not in html and "<img src=x" not in html, path
-            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
-        detail = client.get("/calls/evil%2F1").text
-        assert "javascript:" not in detail.split("<table")[0]  # no player for a non-http URL
         listing = client.get("/calls?direction=2").text
+        after = re.search(r'data-after="(\d+)"', listing)
+        assert after
+        pages = {
+            "/calls?direction=2": listing,
+            "/calls/rows?direction=2&after=0": client.get("/calls/rows?direction=2&after=0").text,
+            "/calls/evil%2F1": client.get("/calls/evil%2F1").text,
+            "/calls/evil-2": client.get("/calls/evil-2").text,
+            "/?range=today&direction=2": client.get("/?range=today&direction=2").text,
+            "/?range=today": client.get("/?range=today").text,
+            "/quarantine": client.get("/quarantine").text,
+        }
+        own = {"/calls/evil%2F1": EVIL[:1], "/calls/evil-2": EVIL[1:]}  # one call, one payload
+        for path, html in pages.items():
+            assert "<script>alert" not in html and "<img src=x" not in html, path
+            for evil in own.get(path, EVIL):
+                assert escape(evil) in html, (path, evil)
+        sections = {
+            "agents": pages["/?range=today"].split('id="agents"')[1].split("</table>")[0],
+            "reasons": pages["/?range=today"].split('id="reasons"')[1].split("</ul>")[0],
+            "intents": pages["/?range=today"].split('id="aicc-intents"')[1].split("</ul>")[0],
+            "rows": pages["/calls?direction=2"].split("<tbody>")[1].split("</tbody>")[0],
+        }
+        for name, section in sections.items():
+            for evil in EVIL:
+                assert escape(evil) in section, (name, evil)
+        detail = pages["/calls/evil%2F1"]
+        assert "javascript:" not in detail.split("<table")[0]  # no player for a non-http URL
         assert 'href="/calls/evil%2F1"' in listing
 
     def test_quarantine_is_for_admins_and_replays(
@@ -805,6 +821,8 @@ class TestPages:
         sign_in()
         chinese = client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}).text
         assert 'lang="zh-CN"' in chinese and "接通率" in chinese and "时区 UTC" in chinese
+        weighted = client.get("/", headers={"Accept-Language": "en;q=0.1, zh-CN;q=0.9"}).text
+        assert 'lang="zh-CN"' in weighted
         switched = client.get("/lang/en?next=/calls", follow_redirects=False)
         assert switched.status_code == 303 and switched.headers["location"] == "/calls"
         english = client.get("/", headers={"Accept-Language": "zh-CN"}).text
@@ -813,6 +831,38 @@ class TestPages:
             client.get("/lang/en?next=//evil.example", follow_redirects=False).headers["location"]
             == "/"
         )
+
+    @pytest.mark.parametrize(
+        ("header", "expected"),
+        [
+            ("en;q=0.1, zh-CN;q=0.9", "zh-CN"),
+            ("zh-CN;q=0.5, en", "en"),
+            ("fr, zh-TW;q=0.8, en;q=0.7", "zh-CN"),
+            ("en-GB, zh;q=1.0", "en"),  # equal weights: the browser's first
+            ("zh;q=0, en;q=0.2", "en"),
+            ("zh;q=abc", "en"),
+            ("", "en"),
+        ],
+    )
+    def test_accept_language_weights(self, header: str, expected: str) -> None:
+        """The browser's q weights decide, not only the order of the list."""
+        assert i18n.choose(None, header) == expected
+
+    def test_unknown_dashboard_addresses_get_the_error_page(
+        self, client: TestClient, sign_in: SignIn
+    ) -> None:
+        """A person who mistypes an address gets the dashboard's page, in their language
+        and with the navigation; programs on /api keep their JSON."""
+        sign_in()
+        page = client.get("/no-such-page", headers={"Accept-Language": "zh-CN"})
+        assert page.status_code == 404 and "text/html" in page.headers["content-type"]
+        assert "没有这个页面。" in page.text and 'href="/calls"' in page.text
+        wrong_way = client.get("/quarantine/replay")
+        assert wrong_way.status_code == 405 and "cannot be opened that way" in wrong_way.text
+        api = client.get("/api/no-such-thing")
+        assert api.status_code == 404 and api.json()["error"] == "not_found"
+        push_path = client.get("/cc/callback")
+        assert "application/json" in push_path.headers["content-type"]
 
     def test_the_overview_refreshes_only_when_its_calls_changed(
         self, client: TestClient, push: Push, sign_in: SignIn
@@ -940,6 +990,31 @@ class TestCharts:
         assert charts.unit_for(datetime(2026, 1, 1, tzinfo=tz), year_end) == "month"
         months = charts.buckets(datetime(2026, 1, 1, tzinfo=tz), year_end, "month", tz)
         assert months == [f"2026-{m:02d}" for m in range(1, 13)]
+
+
+def test_workers_starting_at_once_agree_on_the_session_key(tmp_path: Path) -> None:
+    """The first start generates the session key; processes racing to write it all end up
+    with the one that was written first, and nobody truncates it under another's feet."""
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path)
+    barrier = threading.Barrier(8)
+    real = secrets.token_urlsafe
+
+    def generated(size: int) -> str:
+        barrier.wait()  # every "worker" has seen no file and makes its own secret
+        return real(size)
+
+    found: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("cdrhub.web.secrets.token_urlsafe", generated)
+        threads = [threading.Thread(target=lambda: found.append(session_secret(settings)))
+                   for _ in range(8)]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(found) == 8 and len(set(found)) == 1
+    assert (tmp_path / "session.key").read_text().split() == found[:1]
+    assert session_secret(settings) == found[0]
 
 
 def test_times_and_buckets_follow_the_call_center_zone(

@@ -416,6 +416,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             derived=derived,
             fields=[(f, _value_kind(f), item.get(f.column)) for f in cdr.FIELDS],
             timeline=_timeline(item),
+            hangup_cause=HANGUP_CAUSES.get(item.get("hangup_code")),
             recording=_playable(item.get("record_url")),
             voicemail=_playable(item.get("leave_msg_url")),
             versions=shown_versions,
@@ -684,12 +685,35 @@ def _value_kind(field: cdr.Field) -> str:
         return "time"
     if field.name in ("callDuration", "ringDuration", "queueDuration"):
         return "seconds"
-    if field.name in ("direction", "hangupBy", "answered"):
+    if field.name in ("direction", "hangupBy", "answered", "hangupCode"):
         return field.name
     if field.name == "totalCustomerPrice":
         return "money"
     return "text"
 
+
+#: Hangup codes in words. NXCC does not list its codes, but its hangup reasons are the names
+#: of ITU-T Q.850 causes (NORMAL_CLEARING, USER_BUSY...), whose numbers telephony platforms
+#: report as the code; so a code is read as Q.850, and the page says so beside the number.
+#: Other codes show as the number alone.
+HANGUP_CAUSES = {
+    1: "unallocated number",
+    16: "normal call clearing",
+    17: "user busy",
+    18: "no user responding",
+    19: "no answer",
+    21: "call rejected",
+    22: "number changed",
+    27: "destination out of order",
+    28: "invalid number format",
+    31: "normal, unspecified",
+    34: "no circuit available",
+    38: "network out of order",
+    41: "temporary failure",
+    42: "switching equipment congestion",
+    102: "recovery on timer expiry",
+    127: "interworking, unspecified",
+}
 
 _STEPS = (
     ("Start", "start_time"),
