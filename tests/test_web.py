@@ -854,15 +854,17 @@ class TestPages:
         """A person who mistypes an address gets the dashboard's page, in their language
         and with the navigation; programs on /api keep their JSON."""
         sign_in()
-        page = client.get("/no-such-page", headers={"Accept-Language": "zh-CN"})
+        browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+        page = client.get("/no-such-page", headers={**browser, "Accept-Language": "zh-CN"})
         assert page.status_code == 404 and "text/html" in page.headers["content-type"]
         assert "没有这个页面。" in page.text and 'href="/calls"' in page.text
-        wrong_way = client.get("/quarantine/replay")
+        wrong_way = client.get("/quarantine/replay", headers=browser)
         assert wrong_way.status_code == 405 and "cannot be opened that way" in wrong_way.text
-        api = client.get("/api/no-such-thing")
-        assert api.status_code == 404 and api.json()["error"] == "not_found"
-        push_path = client.get("/cc/callback")
-        assert "application/json" in push_path.headers["content-type"]
+        for path in ("/api/no-such-thing", "/cc/callback"):
+            answer = client.get(path, headers=browser)
+            assert "application/json" in answer.headers["content-type"], path
+        program = client.get("/no-such-page")  # no text/html in Accept: docs/ingest.md's JSON
+        assert program.json() == {"error": "not_found", "detail": "Not Found", "fields": []}
 
     def test_the_overview_refreshes_only_when_its_calls_changed(
         self, client: TestClient, push: Push, sign_in: SignIn

@@ -117,10 +117,12 @@ def install(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) ->
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        """A page for a person: an unknown dashboard address, or a form sent the wrong way,
-        is the dashboard's error page; API, health and push paths keep their JSON errors."""
+        """A page for a person: a browser asking for an unknown dashboard address, or sending
+        a form the wrong way, gets the dashboard's error page. Programs (no text/html in
+        Accept) and API, health and push paths keep the documented JSON errors."""
         message = _PAGE_ERRORS.get(exc.status_code)
-        if message is None or not _is_page(request.scope["path"], app):
+        browser = "text/html" in request.headers.get("accept", "")
+        if message is None or not browser or not _is_page(request.scope["path"], app):
             return await json_error(request, exc)  # type: ignore[no-any-return]
         return await run_in_threadpool(pages.error, request, PageError(exc.status_code, message))
 
