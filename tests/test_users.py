@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from cdrhub import users
 from cdrhub.settings import Settings
 from cdrhub.store import Store
+from cdrhub.store.schema import dashboard_sessions
 from cdrhub.store.schema import users as users_table
 
 from .test_cli import db_env, run
@@ -61,6 +64,58 @@ class TestAccounts:
         assert after is not None and after.stamp != before.stamp
         assert users.authenticate(store, "ann", PASSWORD) is None
         assert not users.set_password(store, "nobody", "another password")
+
+
+class TestSessions:
+    def test_a_session_names_its_user_until_it_ends(self, store: Store) -> None:
+        """Sign-in starts one; sign-out ends that one only (a second browser stays in)."""
+        ann = users.create(store, "ann", "viewer", PASSWORD)
+        laptop, wall = users.start_session(store, ann), users.start_session(store, ann)
+        assert laptop != wall
+        found = users.session_user(store, laptop)
+        assert found is not None and found.name == "ann" and found.stamp == ann.stamp
+        users.end_session(store, laptop)
+        assert users.session_user(store, laptop) is None
+        assert users.session_user(store, wall) is not None
+        assert users.session_user(store, None) is None and users.session_user(store, "") is None
+
+    def test_only_a_hash_of_the_session_id_is_stored(self, store: Store) -> None:
+        """A copy of the database opens no session: the id is only in the cookie."""
+        session = users.start_session(store, users.create(store, "ann", "viewer", PASSWORD))
+        with store.read_engine.connect() as conn:
+            stored = conn.execute(select(dashboard_sessions.c.id_hash)).scalar_one()
+        assert session not in stored and len(stored) == 64
+
+    def test_sessions_expire_twelve_hours_after_sign_in(self, store: Store) -> None:
+        """The end is fixed at sign-in; expired rows are swept out at the next sign-in."""
+        ann = users.create(store, "ann", "viewer", PASSWORD)
+        old = users.start_session(store, ann)
+        with store.writing() as conn:
+            conn.execute(
+                update(dashboard_sessions).values(expires_at=datetime.now(UTC) - timedelta(1))
+            )
+        assert users.session_user(store, old) is None
+        users.start_session(store, ann)
+        with store.read_engine.connect() as conn:
+            rows = conn.execute(select(dashboard_sessions)).mappings().all()
+        assert len(rows) == 1 and rows[0]["expires_at"] - rows[0]["created_at"] == timedelta(
+            hours=12
+        )
+
+    def test_a_new_password_or_removal_ends_every_session(self, store: Store) -> None:
+        """Changing the password (a suspected leak) or deleting the user signs them out
+        everywhere; other users stay signed in."""
+        ann = users.create(store, "ann", "viewer", PASSWORD)
+        bob = users.create(store, "bob", "viewer", PASSWORD)
+        ann_sessions = [users.start_session(store, ann) for _ in range(2)]
+        bob_session = users.start_session(store, bob)
+        assert users.set_password(store, "ann", "another password")
+        assert all(users.session_user(store, s) is None for s in ann_sessions)
+        assert users.session_user(store, bob_session) is not None
+        assert users.remove(store, "bob")
+        assert users.session_user(store, bob_session) is None
+        with store.read_engine.connect() as conn:
+            assert conn.execute(select(dashboard_sessions)).all() == []
 
 
 class TestCommands:

@@ -194,8 +194,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     app.include_router(api_router(settings, runtime.require_store))
-    install_dashboard(app, settings, runtime.require_store)
     _install_error_handlers(app)
+    install_dashboard(app, settings, runtime.require_store)  # after: its pages defer to them
     _document_push(app, settings.callback_paths)
     return app
 

@@ -24,6 +24,33 @@ def networks(cidrs: Iterable[str]) -> list[Network]:
     return [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()]
 
 
+def client_address(scope: dict[str, Any], trusted_proxies: list[Network]) -> str:
+    """Who connected: the peer, or, when the peer is a trusted proxy, what it says in
+    ``X-Forwarded-For`` (the dashboard's sign-in brake counts by this address too)."""
+    peer = scope.get("client")
+    address = peer[0] if peer else ""
+    if not trusted_proxies or not _within(address, trusted_proxies):
+        return address
+    forwarded = b""
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded = value
+    # The right-most address that is not one of our proxies is the one that connected.
+    for hop in reversed(forwarded.decode("latin-1").split(",")):
+        hop = hop.strip()
+        if hop and not _within(hop, trusted_proxies):
+            return hop
+    return address
+
+
+def _within(address: str, nets: list[Network]) -> bool:
+    try:
+        ip: Address = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
 class Guard:
     """Source checks for the push endpoint; state is per process."""
 
@@ -43,24 +70,11 @@ class Guard:
 
     def client(self, scope: dict[str, Any]) -> str:
         """The sender's address: the peer, or what trusted proxies say in X-Forwarded-For."""
-        peer = scope.get("client")
-        address = peer[0] if peer else ""
-        if not self._proxies or not self._within(address, self._proxies):
-            return address
-        forwarded = b""
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                forwarded = value
-        # The right-most address that is not one of our proxies is the one that connected.
-        for hop in reversed(forwarded.decode("latin-1").split(",")):
-            hop = hop.strip()
-            if hop and not self._within(hop, self._proxies):
-                return hop
-        return address
+        return client_address(scope, self._proxies)
 
     def allowed(self, address: str) -> bool:
         """Whether the allowlist (if any) admits ``address``."""
-        return not self._allowed or self._within(address, self._allowed)
+        return not self._allowed or _within(address, self._allowed)
 
     def retry_after(self, address: str) -> int | None:
         """Seconds this address must wait before its next wrong token, or None if not braked."""
@@ -84,11 +98,3 @@ class Guard:
         if len(self._failures) > _MAX_TRACKED:
             oldest = min(self._failures, key=lambda a: self._failures[a][0])
             del self._failures[oldest]
-
-    @staticmethod
-    def _within(address: str, nets: list[Network]) -> bool:
-        try:
-            ip: Address = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in nets)

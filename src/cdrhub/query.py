@@ -135,17 +135,19 @@ def zone(name: str, param: str = "tz") -> ZoneInfo:
 def parse_time(value: str, tz: ZoneInfo, param: str) -> datetime:
     """Epoch milliseconds, or ISO 8601 (local to ``tz`` when it has no offset), as UTC."""
     text = value.strip()
-    if re.fullmatch(r"\d{1,15}", text):
-        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(text))
     try:
+        if re.fullmatch(r"\d{1,15}", text):
+            return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(text))
         moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        return moment.astimezone(UTC)
     except ValueError:
         raise _invalid(
             param, value, "ISO 8601 (2026-11-24 or 2026-11-24T08:00:00+08:00) or epoch ms"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
+    except OverflowError:  # past year 9999 in UTC (epoch ms, or a date and a zone at the edge)
+        raise _invalid(param, value, "a time between the years 1 and 9999") from None
 
 
 def parse_bool(value: str, param: str) -> bool:
@@ -245,7 +247,9 @@ def _decode_cursor(cursor: str, order: Order) -> tuple[int | None, str]:
             raise ValueError
         if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int)):
             raise ValueError
-    except (ValueError, TypeError, UnicodeDecodeError):
+        if ms is not None:
+            _from_ms(ms)  # a time that exists, or OverflowError
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
         raise _invalid("cursor", cursor, "a next_cursor value from a previous page") from None
     if kind != order:
         raise _invalid("cursor", cursor, f"a cursor from a page sorted {order}")

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` is "
-        "believed when deciding a sender's address (empty: the peer address is the sender).",
+        "believed when deciding a sender's address, for pushes and for the dashboard's "
+        "sign-in brake (empty: the peer address is the sender).",
     )
     auth_failure_limit: int = Field(
         20,

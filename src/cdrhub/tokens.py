@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cdrhub.settings import Settings
@@ -30,6 +31,28 @@ def write_token_file(path: Path, tokens: list[str]) -> None:
         handle.write("\n".join(tokens) + "\n")
 
 
+def create_token_file(path: Path, tokens: list[str]) -> list[str]:
+    """Write a token file only if there is none, and return the tokens in it afterwards.
+
+    Several processes starting at once (``--workers N``) may each generate a secret: the file
+    is written whole under a temporary name and hard-linked into place, which fails if one is
+    there already, so every process ends up with the same, complete file and none truncates
+    another's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: owner-only already
+            handle.write("\n".join(tokens) + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won; use its tokens
+    finally:
+        os.unlink(temporary)
+    return read_token_file(path)
+
+
 def accepted_tokens(settings: Settings, *, generate: bool = False) -> tuple[list[str], bool]:
     """The tokens pushes may carry, and whether one was just generated.
 
@@ -41,6 +64,5 @@ def accepted_tokens(settings: Settings, *, generate: bool = False) -> tuple[list
     stored = read_token_file(settings.token_file)
     if stored or not generate:
         return stored, False
-    token = new_token()
-    write_token_file(settings.token_file, [token])
-    return [token], True
+    created = create_token_file(settings.token_file, [new_token()])
+    return created, True

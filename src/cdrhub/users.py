@@ -3,26 +3,33 @@
 Call data holds personal data, so the dashboard needs a sign-in of its own (API keys are for
 programs). argon2id is memory-hard: a stolen database does not give passwords away cheaply.
 Roles: ``viewer`` sees everything; ``admin`` may also replay quarantined payloads.
+
+Sessions live in the database, not only in the signed cookie: a cookie copied before sign-out
+opens nothing afterwards, and every server process of ``--workers N`` sees the same sessions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cdrhub.store import Store
-from cdrhub.store.schema import users
+from cdrhub.store.schema import dashboard_sessions, users
 
 Role = Literal["viewer", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "admin")
 MIN_PASSWORD = 8
+#: How long a sign-in lasts however busy the browser is (a wall screen that polls all day
+#: still signs in again): counted from the sign-in, not from the last request.
+SESSION_LIFETIME = timedelta(hours=12)
 
 _hasher = PasswordHasher()
 #: Verified against when the name is unknown, so a wrong name costs as long as a wrong password.
@@ -111,13 +118,18 @@ def get(store: Store, user_id: int) -> User | None:
 
 
 def set_password(store: Store, name: str, password: str) -> bool:
-    """Replace a user's password (False if there is no such user)."""
+    """Replace a user's password and end their sessions (False if there is no such user)."""
     _check_password(password)
     with store.writing() as conn:
         result = conn.execute(
-            update(users).where(users.c.name == name).values(password_hash=_hasher.hash(password))
+            update(users)
+            .where(users.c.name == name)
+            .values(password_hash=_hasher.hash(password))
+            .returning(users.c.id)
         )
-        return result.rowcount > 0
+        ids = [row[0] for row in result]
+        _end_sessions_of(conn, ids)
+        return bool(ids)
 
 
 def all_users(store: Store) -> list[User]:
@@ -128,6 +140,73 @@ def all_users(store: Store) -> list[User]:
 
 
 def remove(store: Store, name: str) -> bool:
-    """Delete a user; their sessions end at their next request."""
+    """Delete a user and their sessions."""
     with store.writing() as conn:
-        return conn.execute(delete(users).where(users.c.name == name)).rowcount > 0
+        ids = [
+            row[0]
+            for row in conn.execute(delete(users).where(users.c.name == name).returning(users.c.id))
+        ]
+        _end_sessions_of(conn, ids)
+        return bool(ids)
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def start_session(store: Store, user: User) -> str:
+    """A new session for ``user``; returns its random id, which only the cookie holds.
+
+    Expired sessions are swept out at the same time (sign-ins are rare; requests are not).
+    """
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    with store.writing() as conn:
+        conn.execute(delete(dashboard_sessions).where(dashboard_sessions.c.expires_at <= now))
+        conn.execute(
+            insert(dashboard_sessions),
+            {
+                "id_hash": _session_hash(session_id),
+                "user_id": user.id,
+                "created_at": now,
+                "expires_at": now + SESSION_LIFETIME,
+            },
+        )
+    return session_id
+
+
+def session_user(store: Store, session_id: object) -> User | None:
+    """The user of a live session: None once it was ended, expired, or its user deleted."""
+    if not isinstance(session_id, str) or not session_id:
+        return None
+    query = (
+        select(users)
+        .join(dashboard_sessions, dashboard_sessions.c.user_id == users.c.id)
+        .where(
+            dashboard_sessions.c.id_hash == _session_hash(session_id),
+            dashboard_sessions.c.expires_at > datetime.now(UTC),
+        )
+    )
+    with store.read_engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return _user(row) if row else None
+
+
+def end_session(store: Store, session_id: object) -> None:
+    """Sign one session out: its cookie opens nothing any more, in any server process."""
+    if not isinstance(session_id, str) or not session_id:
+        return
+    with store.writing() as conn:
+        conn.execute(
+            delete(dashboard_sessions).where(
+                dashboard_sessions.c.id_hash == _session_hash(session_id)
+            )
+        )
+
+
+def _end_sessions_of(conn: Connection, user_ids: list[int]) -> None:
+    if user_ids:
+        conn.execute(delete(dashboard_sessions).where(dashboard_sessions.c.user_id.in_(user_ids)))

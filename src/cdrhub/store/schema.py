@@ -214,3 +214,29 @@ users = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("name"),
 )
+
+# Signed-in dashboard browsers (cdrhub.users): the session cookie carries a random id, and only
+# its sha256 is kept here, so a copy of the database opens no session. Signing out deletes the
+# row, which ends that session in every server process; ``expires_at`` caps its life however
+# often the browser comes back (a wall screen polling all day still signs in again).
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "user_id"),
+)
+
+# Sign-in attempts per key (a name from an address, or an address) in the current window
+# (cdrhub.web.throttle). In the database, not in memory, so `--workers N` processes share one
+# count; keys are sha256 hashes, so what people typed as a name is not kept.
+sign_in_attempts = Table(
+    "sign_in_attempts",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("window_start_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Index(None, "window_start_ms"),
+)

@@ -15,12 +15,14 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdrhub.settings import Settings
 from cdrhub.store import Store
-from cdrhub.tokens import read_token_file, write_token_file
+from cdrhub.tokens import create_token_file, read_token_file
 from cdrhub.web.routes import PageError, SignInRequired, dashboard_router, make_pages
 
 #: No inline script or style, nothing from elsewhere but recordings (NXCC serves them).
@@ -52,10 +54,8 @@ def session_secret(settings: Settings) -> str:
     stored = read_token_file(path)
     if stored:
         return stored[0]
-    secret = secrets.token_urlsafe(48)
-    write_token_file(path, [secret])
-    # Read back: when several workers start at once, all use whichever file won.
-    return read_token_file(path)[0]
+    # When several workers start at once, all use whichever file was created first.
+    return create_token_file(path, [secrets.token_urlsafe(48)])[0]
 
 
 class SecurityHeaders:
@@ -111,3 +111,30 @@ def install(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) ->
     @app.exception_handler(PageError)
     def page_error(request: Request, exc: PageError) -> Response:
         return pages.error(request, exc)
+
+    # Installed after the app's JSON handlers (create_app's order), which stay for the rest.
+    json_error = app.exception_handlers[StarletteHTTPException]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """A page for a person: a browser asking for an unknown dashboard address, or sending
+        a form the wrong way, gets the dashboard's error page. Programs (no text/html in
+        Accept) and API, health and push paths keep the documented JSON errors."""
+        message = _PAGE_ERRORS.get(exc.status_code)
+        browser = "text/html" in request.headers.get("accept", "")
+        if message is None or not browser or not _is_page(request.scope["path"], app):
+            return await json_error(request, exc)  # type: ignore[no-any-return]
+        return await run_in_threadpool(pages.error, request, PageError(exc.status_code, message))
+
+
+#: The HTTP errors a dashboard path can meet, in words (i18n translates them).
+_PAGE_ERRORS = {
+    404: "There is no such page.",
+    405: "This page cannot be opened that way.",
+}
+
+
+def _is_page(path: str, app: FastAPI) -> bool:
+    """Whether ``path`` is the dashboard's: not the API, health, static files or a push."""
+    pushes: frozenset[str] = getattr(app, "callback_paths", frozenset())
+    return not path.startswith(_NOT_DASHBOARD) and path not in _API_BROWSER and path not in pushes

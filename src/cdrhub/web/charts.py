@@ -2,19 +2,72 @@
 
 Each function turns statistics groups into bars with heights in percent of the tallest, which
 the templates draw as ``<rect>`` elements (labels go through autoescaping like any text).
+
+The time charts are time axes: :func:`buckets` lists every hour, day or month of the period
+in the call center's zone, and a bucket without calls is drawn empty, never left out (the
+statistics return only the buckets that have calls, and two bars a night apart must not
+stand side by side).
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from cdrhub import stats
+
+#: Step (ms) when walking a period for its hours: no zone's offset is finer (e.g. +05:45).
+_STEP_MS = 15 * 60_000
+_NO_CALLS = {"calls": 0, "answered": 0, "abandoned": 0, "service_level": None}
+
+
+def buckets(start: datetime, end: datetime, unit: str, zone: ZoneInfo) -> list[str]:
+    """The key of every ``unit`` bucket in ``[start, end)``, as ``/api/stats`` names them.
+
+    ``start`` and ``end`` are local midnights in ``zone``. Hour keys carry the UTC offset, so
+    the night clocks go back has 25 of them and the night they go forward 23.
+    """
+    if unit == "hour":
+        # Walked in UTC: adding to a zoned datetime moves its wall clock, which would step
+        # over the second 01:00 of the night clocks go back.
+        key = stats.bucketer("hour", zone)
+        keys: dict[str, None] = {}
+        ms, last = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        while ms < last:
+            found = key(ms)
+            assert found is not None
+            keys[found] = None
+            ms += _STEP_MS
+        return list(keys)
+    first, last = start.date(), (end - timedelta(microseconds=1)).date()
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if unit == "day":
+        return [day.isoformat() for day in days]
+    return list(dict.fromkeys(_month(day) for day in days))
+
+
+def _month(day: date) -> str:
+    return day.strftime("%Y-%m")
+
+
+def unit_for(start: datetime, end: datetime) -> str:
+    """Hours for a day or two, days up to about three months, months beyond."""
+    span = end - start
+    if span <= timedelta(days=2):
+        return "hour"
+    return "day" if span <= timedelta(days=92) else "month"
 
 
 def _label(key: str, unit: str) -> str:
-    return key[11:16] if unit == "hour" else key[5:10]
+    if unit == "hour":
+        return key[11:16]
+    return key[5:10] if unit == "day" else key
 
 
-def _thin(bars: list[dict[str, Any]], most: int = 12) -> list[dict[str, Any]]:
-    """Keep every n-th axis label so at most ``most`` show (30 days of dates would overlap)."""
+def _thin(bars: list[dict[str, Any]], most: int = 8) -> list[dict[str, Any]]:
+    """Keep every n-th axis label so at most ``most`` show: each label sits under its own
+    bar, and a phone-wide chart has room for about eight (24 hours would overlap)."""
     step = max(1, -(-len(bars) // most))
     for i, bar in enumerate(bars):
         if i % step:
@@ -22,17 +75,22 @@ def _thin(bars: list[dict[str, Any]], most: int = 12) -> list[dict[str, Any]]:
     return bars
 
 
-def volume(groups: list[dict[str, Any]], unit: str) -> list[dict[str, Any]]:
-    """Per time bucket: answered, unanswered (not abandoned) and abandoned, stacked."""
-    top = max((g["calls"] for g in groups), default=0) or 1
+def _by_key(groups: list[dict[str, Any]], unit: str) -> dict[str, dict[str, Any]]:
+    return {g["key"][unit]: g for g in groups if g["key"][unit] is not None}
+
+
+def volume(groups: list[dict[str, Any]], unit: str, keys: list[str]) -> list[dict[str, Any]]:
+    """Per time bucket of ``keys``: answered, unanswered (not abandoned) and abandoned,
+    stacked; buckets without calls are bars of height 0."""
+    found = _by_key(groups, unit)
+    top = max((g["calls"] for g in found.values()), default=0) or 1
     out = []
-    for g in groups:
-        key = g["key"][unit]
-        if key is None:
-            continue
+    for key in keys:
+        g = found.get(key, _NO_CALLS)
         unanswered = g["calls"] - g["answered"] - g["abandoned"]
         out.append(
             {
+                "key": key,
                 "label": _label(key, unit),
                 "title": f"{key}: {g['calls']}",
                 "answered": 100 * g["answered"] / top,
@@ -47,18 +105,22 @@ def volume(groups: list[dict[str, Any]], unit: str) -> list[dict[str, Any]]:
     return _thin(out)
 
 
-def service_level(groups: list[dict[str, Any]], unit: str) -> list[dict[str, Any]]:
-    """Per time bucket: the service level as a bar of 0-100%."""
+def service_level(groups: list[dict[str, Any]], unit: str, keys: list[str]) -> list[dict[str, Any]]:
+    """Per time bucket of ``keys``: the service level as a bar of 0-100%.
+
+    A bucket with no queued call has no service level: it is a gap (``level`` None), not 0%,
+    which would read as a bucket where every caller waited too long.
+    """
+    found = _by_key(groups, unit)
     out = []
-    for g in groups:
-        key = g["key"][unit]
-        if key is None:
-            continue
-        level = g["service_level"]
+    for key in keys:
+        level = found.get(key, _NO_CALLS)["service_level"]
         out.append(
             {
+                "key": key,
                 "label": _label(key, unit),
                 "title": f"{key}: {'–' if level is None else f'{level * 100:.1f}%'}",
+                "level": level,
                 "height": 0 if level is None else 100 * level,
             }
         )

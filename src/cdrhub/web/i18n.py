@@ -101,7 +101,41 @@ _ZH = {
     "Highest": "最高",
     "AICC calls by task": "AI外呼：按任务",
     "AICC calls by intent": "AI外呼：按意向",
-    "caller or callee, starts with": "主叫或被叫号码开头",
+    "caller or callee, any part": "主叫或被叫号码（任意部分）",
+    "account or nickname": "账号或昵称",
+    "per month": "按月",
+    "more": "条未列出",
+    "Too many sign-ins at once; try again.": "同时登录的人过多，请稍后再试。",
+    "The period's dates are not days of the calendar (YYYY-MM-DD).": "所选时段的日期无效（应为 YYYY-MM-DD）。",
+    "Choose a period of at most ten years.": "请选择不超过十年的时段。",
+    "There is no such page.": "没有这个页面。",
+    "This page cannot be opened that way.": "不能以这种方式打开此页面。",
+    "This filter is not understood:": "无法识别的筛选条件：",
+    "still refused:": "仍被拒绝：",
+    "already replayed": "已重放过",
+    "created": "已新建",
+    "duplicate": "重复推送",
+    "updated": "已更新",
+    "stale": "旧版本（未覆盖）",
+    "spooled": "已暂存",
+    "body was cut at the size limit when it arrived; it cannot be stored": "接收时内容超出大小限制被截断，无法保存",
+    # Hangup codes, read as ITU-T Q.850 causes (see routes.HANGUP_CAUSES).
+    "unallocated number": "空号",
+    "normal call clearing": "正常挂机",
+    "user busy": "用户忙",
+    "no user responding": "用户无响应",
+    "no answer": "无人接听",
+    "call rejected": "呼叫被拒绝",
+    "number changed": "号码已更改",
+    "destination out of order": "目的地故障",
+    "invalid number format": "号码格式无效",
+    "normal, unspecified": "正常，未说明原因",
+    "no circuit available": "无可用线路",
+    "network out of order": "网络故障",
+    "temporary failure": "临时故障",
+    "switching equipment congestion": "交换设备拥塞",
+    "recovery on timer expiry": "定时器超时",
+    "interworking, unspecified": "互通故障，未说明原因",
     "Clear": "清除",
     "Newest calls": "最新通话",
     "Not answered": "未接通",
@@ -189,16 +223,53 @@ CATALOGS = {"en": _EN, "zh-CN": _ZH}
 
 
 def choose(cookie: str | None, accept_language: str | None) -> str:
-    """The language to show: the switch's choice, else the browser's first we have."""
+    """The language to show: the switch's choice, else the one the browser prefers most
+    (by its ``q`` weights, RFC 9110) among those we have."""
     if cookie in LANGUAGES:
         return cookie
+    best, weight = "en", 0.0
     for part in (accept_language or "").split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag.startswith("zh"):
-            return "zh-CN"
-        if tag.startswith("en"):
-            return "en"
-    return "en"
+        tag, _, params = part.partition(";")
+        found = _ours(tag.strip().lower())
+        quality = _quality(params)
+        if found and quality > weight:  # on equal weights the browser's first one wins
+            best, weight = found, quality
+    return best
+
+
+def _ours(tag: str) -> str | None:
+    if tag.startswith("zh"):
+        return "zh-CN"
+    return "en" if tag.startswith("en") else None
+
+
+def _quality(params: str) -> float:
+    """The ``q=`` of one Accept-Language entry: 1 when absent, 0 when it is not a number."""
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                return 0.0
+            return quality if 0.0 <= quality <= 1.0 else 0.0
+    return 1.0
+
+
+def replay_message(message: str, t: Callable[[str], str]) -> str:
+    """A replay outcome from :mod:`cdrhub.quarantine` in the reader's language: the fixed
+    words are translated; what comes from the refused body stays as it was."""
+    if message in _OUTCOMES:
+        return t(message)
+    for prefix in ("still refused:", "already replayed"):
+        if message.startswith(prefix):
+            rest = message[len(prefix) :]
+            inner = rest.strip(" ()")
+            return t(prefix) + (f" ({t(inner)})" if inner in _OUTCOMES else rest)
+    return t(message)
+
+
+_OUTCOMES = frozenset({"created", "duplicate", "updated", "stale", "spooled"})
 
 
 def translator(language: str) -> Callable[[str], str]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,19 +31,22 @@ from sqlalchemy import ColumnElement, func, or_, select
 from cdrhub import cdr, export, query, stats, users
 from cdrhub.columns import Facts
 from cdrhub.errors import InvalidParameter
-from cdrhub.quarantine import replay, replay_all
+from cdrhub.guard import client_address, networks
+from cdrhub.quarantine import ReplayResult, replay, replay_all
 from cdrhub.settings import Settings
 from cdrhub.store import Store
+from cdrhub.store.batch import hour_of
 from cdrhub.store.schema import calls as calls_table
+from cdrhub.store.schema import stat_hours
 from cdrhub.web import charts, i18n
+from cdrhub.web.throttle import Busy, Throttle
 
 HERE = Path(__file__).parent
 RANGES = ("today", "yesterday", "7d", "30d", "custom")
-#: Wrong passwords for one name from one address within the window before sign-in is refused.
-FAILURES_PER_NAME = 5
-#: Wrong passwords from one address (any names) within the window: stops spraying many names.
-FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW = 60.0
+_TOO_MANY = "Too many attempts; wait a minute and try again."
+_BAD_DATES = "The period's dates are not days of the calendar (YYYY-MM-DD)."
+#: The longest overview period (about ten years: 120 months on the charts).
+MAX_PERIOD_DAYS = 3653
 #: Rows per page of the calls table.
 PAGE_SIZE = 50
 #: How far before a poll's mark a live row may have started: NXCC pushes a call when it ends,
@@ -78,7 +81,7 @@ class Pages:
     templates: Jinja2Templates
     zone: ZoneInfo
     #: Finds the signed-in user for an error page (set by :func:`dashboard_router`).
-    lookup: Callable[[int], users.User | None] | None = None
+    lookup: Callable[[Request], users.User | None] | None = None
 
     def render(
         self,
@@ -97,6 +100,7 @@ class Pages:
             {
                 "user": user,
                 "t": translate,
+                "replay_message": lambda message: i18n.replay_message(message, translate),
                 "language": language,
                 "languages": i18n.LANGUAGES,
                 "zone": self.settings.timezone,
@@ -109,8 +113,7 @@ class Pages:
 
     def error(self, request: Request, error: PageError) -> Response:
         """The error page; signed-in users keep their navigation."""
-        uid = request.session.get("uid") if "session" in request.scope else None
-        user = self.lookup(uid) if isinstance(uid, int) and self.lookup else None
+        user = self.lookup(request) if "session" in request.scope and self.lookup else None
         return self.render(request, "error.html", user, status=error.status, message=error.message)
 
 
@@ -130,15 +133,15 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     router = APIRouter(include_in_schema=False)
     zone = pages.zone
     page = pages.render
-    failures: dict[str, deque[float]] = defaultdict(deque)
+    throttle = Throttle(get_store)
+    proxies = networks(settings.trusted_proxies)
 
-    pages.lookup = lambda uid: users.get(get_store(), uid)
+    pages.lookup = lambda request: _session_user(request, get_store())
 
     def current_user(request: Request) -> users.User:
-        uid = request.session.get("uid")
-        user = users.get(get_store(), uid) if isinstance(uid, int) else None
-        if user is None or not hmac.compare_digest(user.stamp, str(request.session.get("stamp"))):
-            # Deleted, or the password changed since this session signed in.
+        user = _session_user(request, get_store())
+        if user is None:
+            # Signed out, expired, deleted, or the password changed since this sign-in.
             request.session.clear()
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(target)
@@ -151,19 +154,6 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         return user
 
     # -- sign-in -------------------------------------------------------------------------------
-
-    def throttled(keys: tuple[str, str]) -> bool:
-        """Whether too many recent failures name this user+address, or this address."""
-        now = time.monotonic()
-        for key in keys:
-            recent = failures[key]
-            while recent and recent[0] < now - FAILURE_WINDOW:
-                recent.popleft()
-            if not recent:
-                del failures[key]
-        per_name = len(failures.get(keys[0], ()))
-        per_address = len(failures.get(keys[1], ()))
-        return per_name >= FAILURES_PER_NAME or per_address >= FAILURES_PER_ADDRESS
 
     @router.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
@@ -178,18 +168,16 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         next: str = Form("/"),
     ) -> Response:
         _check_csrf(request, csrf)
-        address = request.client.host if request.client else ""
-        keys = (f"{name.strip().lower()}|{address}", f"|{address}")
-        if throttled(keys):
-            error = "Too many attempts; wait a minute and try again."
-            response = page(request, "login.html", None, 429, next=safe_next(next), error=error)
-            response.headers["Retry-After"] = str(int(FAILURE_WINDOW))
-            return response
-        user = users.authenticate(get_store(), name, password)
+        address = client_address(request.scope, proxies)
+        verdict = throttle.attempt(name, address)
+        if verdict.retry_after is not None:
+            return refused(request, next, verdict.retry_after)
+        try:
+            with throttle.checking():
+                user = users.authenticate(get_store(), name, password)
+        except Busy:
+            return refused(request, next, 1, "Too many sign-ins at once; try again.")
         if user is None:
-            now = time.monotonic()
-            for key in keys:
-                failures[key].append(now)
             return page(
                 request,
                 "login.html",
@@ -198,16 +186,24 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
                 next=safe_next(next),
                 error="Wrong name or password.",
             )
-        failures.pop(keys[0], None)
+        throttle.succeeded(verdict)
+        users.end_session(get_store(), request.session.get("sid"))
         request.session.clear()  # a new session on sign-in: no fixation
-        request.session["uid"] = user.id
+        request.session["sid"] = users.start_session(get_store(), user)
         request.session["stamp"] = user.stamp
         request.session["csrf"] = secrets.token_urlsafe(24)
         return RedirectResponse(safe_next(next), status_code=303)
 
+    def refused(request: Request, next: str, wait: int, error: str = _TOO_MANY) -> Response:
+        """The sign-in form again, 429, saying how long to wait (no password was checked)."""
+        response = page(request, "login.html", None, 429, next=safe_next(next), error=error)
+        response.headers["Retry-After"] = str(wait)
+        return response
+
     @router.post("/logout")
     def logout(request: Request, csrf: str = Form("")) -> Response:
         _check_csrf(request, csrf)
+        users.end_session(get_store(), request.session.get("sid"))
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -221,16 +217,19 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     # -- overview ------------------------------------------------------------------------------
 
     def overview_context(params: Mapping[str, str]) -> dict[str, Any]:
-        chosen = params.get("range", "today")
-        chosen = chosen if chosen in RANGES else "today"
+        chosen = _chosen_range(params)
         start, end = _range(chosen, params, zone)
         direction = params.get("direction", "")
         direction = direction if direction in ("0", "1", "2") else ""
         raw = {"from": start.isoformat(), "to": end.isoformat(), "direction": direction}
-        where = query.parse_filters(raw, zone)
+        try:
+            where = query.parse_filters(raw, zone)
+        except InvalidParameter:  # a day at the very edge of the calendar, in UTC
+            raise PageError(422, _BAD_DATES) from None
         names = ("agent", "task_id", "intent", "hangup_reason")
         facts = stats.select_facts(get_store(), where, names)
-        unit = "hour" if end - start <= timedelta(days=2) else "day"
+        unit = charts.unit_for(start, end)
+        keys = charts.buckets(start, end, unit, zone)
 
         def report(group_by: tuple[str, ...], subset: Facts | None = None) -> list[dict[str, Any]]:
             return stats.aggregate(
@@ -264,8 +263,8 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             "directions": cdr.DIRECTIONS,
             "unit": unit,
             "total": total,
-            "volume": charts.volume(over_time, unit),
-            "service": charts.service_level(over_time, unit),
+            "volume": charts.volume(over_time, unit, keys),
+            "service": charts.service_level(over_time, unit, keys),
             "reasons": counted("hangup_reason", facts),
             "agents": agents,
             "aicc": aicc is not None,
@@ -281,14 +280,26 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     @router.get("/")
     def overview(request: Request) -> Response:
         user = current_user(request)
-        return page(request, "overview.html", user, **overview_context(request.query_params))
+        params = request.query_params
+        start, end = _range(_chosen_range(params), params, zone)
+        mark = overview_mark(get_store(), start, end)
+        return page(request, "overview.html", user, mark=mark, **overview_context(params))
 
     @router.get("/overview/live")
-    def overview_live(request: Request) -> Response:
-        """The overview's figures alone, which the page swaps in (no reload)."""
+    def overview_live(request: Request, mark: str = "") -> Response:
+        """The overview's figures alone, which the page swaps in (no reload), or 204 when
+        nothing in the period changed since the page's ``mark``: every open tab asks every
+        10 seconds, and the answer is then one small query, not the whole overview."""
         user = current_user(request)
-        context = overview_context(request.query_params)
-        return page(request, "_overview_body.html", user, **context)
+        params = request.query_params
+        start, end = _range(_chosen_range(params), params, zone)
+        now = overview_mark(get_store(), start, end)  # before the figures: never newer than them
+        if hmac.compare_digest(mark.encode(), now.encode()):
+            return Response(status_code=204, headers={"X-Cdrhub-Mark": now})
+        context = overview_context(params)
+        response = page(request, "_overview_body.html", user, **context)
+        response.headers["X-Cdrhub-Mark"] = now
+        return response
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -302,9 +313,11 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             where = call_filter(params, zone)
             listing = query.list_calls(get_store(), where, zone, limit=PAGE_SIZE, cursor=cursor)
         except InvalidParameter as exc:
-            problems = "; ".join(f"{p.field}: {p.expected}" for p in exc.fields)
-            error, listing = f"{exc.detail} ({problems})", query.Page([], None)
-        kept = {k: v for k, v in params.items() if k in _CALL_PARAMS and v}
+            # Named by the form's own labels, which the page translates.
+            error = [(_LABELS.get(p.field, p.field), p.value, p.expected) for p in exc.fields]
+            listing = query.Page([], None)
+        # The selection without the page: "newest calls", the export and live rows start over.
+        kept = {k: v for k, v in params.items() if k in _CALL_PARAMS and k != "cursor" and v}
         return page(
             request,
             "calls.html",
@@ -336,8 +349,11 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         user = current_user(request)
         polled = int(time.time() * 1000)
         params = {k: v for k, v in request.query_params.items() if k in _CALL_PARAMS}
-        where = call_filter(params, zone)
-        mark = datetime.fromtimestamp(max(after, 0) / 1000, UTC) - _LIVE_OVERLAP
+        try:
+            where = call_filter(params, zone)
+            mark = query.parse_time(str(max(after, 0)), zone, "after") - _LIVE_OVERLAP
+        except InvalidParameter as exc:
+            raise PageError(422, exc.detail) from None
         live = (
             select(calls_table)
             .where(
@@ -400,6 +416,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             derived=derived,
             fields=[(f, _value_kind(f), item.get(f.column)) for f in cdr.FIELDS],
             timeline=_timeline(item),
+            hangup_cause=HANGUP_CAUSES.get(item.get("hangup_code")),
             recording=_playable(item.get("record_url")),
             voicemail=_playable(item.get("leave_msg_url")),
             versions=shown_versions,
@@ -421,7 +438,14 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     @router.get("/quarantine")
     def quarantine_page(request: Request) -> Response:
         user = admin(request)
-        return page(request, "quarantine.html", user, entries=quarantine_entries(), results=None)
+        replayed = request.session.pop("replayed", None)
+        return page(
+            request,
+            "quarantine.html",
+            user,
+            entries=quarantine_entries(),
+            replayed=replayed if isinstance(replayed, dict) else None,
+        )
 
     @router.post("/quarantine/replay")
     def quarantine_replay(
@@ -429,26 +453,36 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         csrf: str = Form(""),
         entry: int | None = Form(None),
     ) -> Response:
-        user = admin(request)
+        """Replay, then send the browser to the quarantine page, which shows what happened
+        once: reloading it or switching language there replays nothing again."""
+        admin(request)
         _check_csrf(request, csrf)
         store = get_store()
         try:
             results = [replay(store, entry)] if entry is not None else replay_all(store)
         except LookupError as exc:
             raise PageError(404, str(exc)) from None
-        return page(
-            request,
-            "quarantine.html",
-            user,
-            entries=quarantine_entries(),
-            results=results,
-            stored=sum(r.stored for r in results),
-        )
+        request.session["replayed"] = _replay_summary(results)
+        return RedirectResponse("/quarantine", status_code=303)
 
     return router
 
 
 _OVERVIEW_PARAMS = ("range", "from", "to", "direction")
+#: The calls form's label of each parameter, for saying which one is wrong.
+_LABELS = {
+    "from": "From",
+    "to": "To",
+    "direction": "Direction",
+    "answered": "Answered",
+    "agent": "Agent",
+    "number": "Number",
+    "task_id": "Task",
+    "intent": "Intent",
+    "hangup_reason": "Hangup reason",
+    "hangup_by": "hangup by",
+    "cursor": "Next page",
+}
 #: What the calls page's form sends: the API's filters (bar a few) and the number search.
 _CALL_PARAMS = frozenset(
     {"from", "to", "direction", "answered", "agent", "number", "task_id", "intent",
@@ -458,52 +492,65 @@ _CALL_PARAMS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class NumberFilter(query.CallFilter):
-    """The API's filter plus the dashboard's number search: caller *or* callee starts with it.
+class SearchFilter(query.CallFilter):
+    """The API's filter plus the dashboard's two search boxes, which match what people type.
 
-    A supervisor has the customer's number, and that is the caller of an inbound call but the
-    callee of an outbound one.
+    The number is looked for anywhere in the caller *or* the callee: a supervisor has the
+    customer's number, with or without the country code or a ``+``, and it is the caller of
+    an inbound call but the callee of an outbound one. The agent is part of the account or of
+    the nickname, in any case: the table shows the nickname, and that is what people type.
+    (``/api/calls`` keeps its exact filters, as docs/api.md says.)
     """
 
     number: str = ""
+    agent: str = ""
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        """The API filter's conditions, and the number search as one OR."""
+        """The API filter's conditions, and each search box as one OR."""
         where = query.CallFilter.conditions(self)
         if self.number:
-            size = len(self.number)
-            where.append(
-                or_(
-                    _starts(calls_table.c.caller, self.number, size),
-                    _starts(calls_table.c.callee, self.number, size),
-                )
-            )
+            where.append(_anywhere((calls_table.c.caller, calls_table.c.callee), self.number))
+        if self.agent:
+            columns = (calls_table.c.agent_name, calls_table.c.agent_nick_name)
+            where.append(_anywhere([func.lower(c) for c in columns], self.agent.lower()))
         return where
 
 
-def _starts(column: Any, prefix: str, size: int) -> ColumnElement[bool]:
-    # substr, as query.py's caller_prefix: exact, case-sensitive, no LIKE wildcards to escape.
-    return func.substr(column, 1, size) == prefix
+def _anywhere(columns: Iterable[Any], text: str) -> ColumnElement[bool]:
+    # LIKE with its wildcards escaped: "1001_2" is that number, not a pattern.
+    return or_(*(column.contains(text, autoescape=True) for column in columns))
+
+
+def _number(typed: str) -> str:
+    """What a number search looks for: a phone number's digits (``+86 138-0000 0001`` is
+    ``8613800000001``, as NXCC sends numbers), or the text as typed (a SIP URI)."""
+    text = typed.strip()
+    if re.fullmatch(r"[\d\s+\-().]+", text):
+        return re.sub(r"\D", "", text)
+    return text
 
 
 def call_filter(params: Mapping[str, str], zone: ZoneInfo) -> query.CallFilter:
-    """The calls page's selection, parsed by the API's own parser.
+    """The calls page's selection, parsed by the API's own parser, and the search boxes.
 
     A bare date in ``to`` is the last day shown, included (the date picker's meaning), so it
     becomes the next local midnight; the API's ``to`` is exclusive.
     """
-    raw = {k: v for k, v in params.items() if k in query.FILTER_NAMES and v}
+    raw = {k: v for k, v in params.items() if k in query.FILTER_NAMES and k != "agent" and v}
     to = raw.get("to", "").strip()
     if to and len(to) == 10:
         try:
             raw["to"] = (date.fromisoformat(to) + timedelta(days=1)).isoformat()
         except ValueError:
             pass  # the API's parser names the bad value
+        except OverflowError:  # 9999-12-31: the last day there is, so no upper bound
+            del raw["to"]
     where = query.parse_filters(raw, zone)
-    number = "".join(params.get("number", "").split())
-    if not number:
+    number = _number(params.get("number", ""))
+    agent = params.get("agent", "").strip()
+    if not number and not agent:
         return where
-    return NumberFilter(where.start, where.end, where.values, number=number)
+    return SearchFilter(where.start, where.end, where.values, number=number, agent=agent)
 
 
 def safe_next(target: str) -> str:
@@ -519,6 +566,15 @@ def safe_next(target: str) -> str:
     ):
         return "/"
     return target
+
+
+def _session_user(request: Request, store: Store) -> users.User | None:
+    """The user of the request's session, if it is still live on the server and was signed in
+    with the password the account has now."""
+    user = users.session_user(store, request.session.get("sid"))
+    if user is None or not hmac.compare_digest(user.stamp, str(request.session.get("stamp"))):
+        return None
+    return user
 
 
 def _csrf_token(request: Request) -> str:
@@ -538,22 +594,78 @@ def _check_csrf(request: Request, presented: str) -> None:
         raise PageError(403, "The form expired or came from another site; reload the page.")
 
 
+def overview_mark(store: Store, start: datetime, end: datetime) -> str:
+    """A fingerprint of the calls of ``[start, end)``, cheap to read: it changes whenever one
+    of them is stored, corrected or deleted, because every such write bumps its hour's
+    ``stat_hours.changes`` (see :mod:`cdrhub.rollup`); the period itself is part of it, so
+    "today" at midnight is a new mark too."""
+    first, last = _epoch_ms(start), _epoch_ms(end)
+    hours = stat_hours.c.slot.between(hour_of(first), hour_of(last - 1))
+    counted = select(func.count(), func.coalesce(func.sum(stat_hours.c.changes), 0)).where(hours)
+    with store.read_engine.connect() as conn:
+        slots, changes = conn.execute(counted).one()
+    return f"{first}.{last}.{slots}.{changes}"
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _chosen_range(params: Mapping[str, str]) -> str:
+    """The period the overview shows: the ``range`` asked for, else custom when dates are
+    given (a link with only dates means those dates), else today."""
+    chosen = params.get("range")
+    if chosen in RANGES:
+        return chosen
+    return "custom" if params.get("from") or params.get("to") else "today"
+
+
 def _range(chosen: str, params: Mapping[str, str], zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """The chosen period as local-midnight bounds ``[start, end)``."""
+    """The chosen period as local-midnight bounds ``[start, end)``.
+
+    Custom dates that are no day, or a period longer than :data:`MAX_PERIOD_DAYS`, are a 422
+    page: the charts draw every day of the period, so its length must be bounded.
+    """
     today = datetime.now(zone).date()
 
     def midnight(day: date) -> datetime:
         return datetime(day.year, day.month, day.day, tzinfo=zone)
 
-    if chosen == "custom":
-        try:
-            first = date.fromisoformat(params.get("from", ""))
-            last = date.fromisoformat(params.get("to", ""))
-        except ValueError:
-            first = last = today
-        return midnight(first), midnight(max(first, last) + timedelta(days=1))
-    days = {"today": (0, 1), "yesterday": (-1, 0), "7d": (-6, 1), "30d": (-29, 1)}[chosen]
-    return midnight(today + timedelta(days=days[0])), midnight(today + timedelta(days=days[1]))
+    if chosen != "custom":
+        days = {"today": (0, 1), "yesterday": (-1, 0), "7d": (-6, 1), "30d": (-29, 1)}[chosen]
+        return midnight(today + timedelta(days=days[0])), midnight(today + timedelta(days=days[1]))
+    try:
+        first = date.fromisoformat(params.get("from") or params.get("to") or "")
+        last = max(first, date.fromisoformat(params.get("to") or params.get("from") or ""))
+        start, end = midnight(first), midnight(last + timedelta(days=1))
+    except (ValueError, OverflowError):
+        raise PageError(422, _BAD_DATES) from None
+    if (last - first).days >= MAX_PERIOD_DAYS:
+        raise PageError(422, "Choose a period of at most ten years.")
+    return start, end
+
+
+#: Bytes of replay outcomes kept for the page (the session cookie must stay under 4 KB).
+_REPLAYS_ROOM = 1500
+
+
+def _replay_summary(results: list[ReplayResult]) -> dict[str, Any]:
+    """What a replay did, small enough for the session cookie: the counts, and as many
+    outcomes as fit (messages cut short: a refused body's values can be long)."""
+    shown: list[dict[str, Any]] = []
+    room = _REPLAYS_ROOM
+    for r in results:
+        item = {
+            "entry_id": r.entry_id,
+            "stored": r.stored,
+            "message": r.message[:100],
+            "call_id": (r.call_id or "")[:64],
+        }
+        room -= len(json.dumps(item))  # as the session middleware will write it (\u escapes)
+        if room < 0:
+            break
+        shown.append(item)
+    return {"total": len(results), "stored": sum(r.stored for r in results), "shown": shown}
 
 
 def _only(facts: Facts, keep: np.ndarray) -> Facts:
@@ -573,12 +685,35 @@ def _value_kind(field: cdr.Field) -> str:
         return "time"
     if field.name in ("callDuration", "ringDuration", "queueDuration"):
         return "seconds"
-    if field.name in ("direction", "hangupBy", "answered"):
+    if field.name in ("direction", "hangupBy", "answered", "hangupCode"):
         return field.name
     if field.name == "totalCustomerPrice":
         return "money"
     return "text"
 
+
+#: Hangup codes in words. NXCC does not list its codes, but its hangup reasons are the names
+#: of ITU-T Q.850 causes (NORMAL_CLEARING, USER_BUSY...), whose numbers telephony platforms
+#: report as the code; so a code is read as Q.850, and the page says so beside the number.
+#: Other codes show as the number alone.
+HANGUP_CAUSES = {
+    1: "unallocated number",
+    16: "normal call clearing",
+    17: "user busy",
+    18: "no user responding",
+    19: "no answer",
+    21: "call rejected",
+    22: "number changed",
+    27: "destination out of order",
+    28: "invalid number format",
+    31: "normal, unspecified",
+    34: "no circuit available",
+    38: "network out of order",
+    41: "temporary failure",
+    42: "switching equipment congestion",
+    102: "recovery on timer expiry",
+    127: "interworking, unspecified",
+}
 
 _STEPS = (
     ("Start", "start_time"),

@@ -1,6 +1,7 @@
 // cdrhub dashboard: the only script (the Content-Security-Policy allows no other).
-// It sizes bars, and polls for new calls so pages update without reloading. Every fragment
-// it inserts was rendered (and escaped) by the server; nothing here builds HTML from data.
+// It sizes bars, marks the overview's period custom when dates are typed, and polls for new
+// calls so pages update without reloading. Every fragment it inserts was rendered (and
+// escaped) by the server; nothing here builds HTML from data.
 "use strict";
 
 var POLL_MS = 5000;
@@ -11,11 +12,16 @@ function sizeBars(root) {
   });
 }
 
+function withParam(url, name, value) {
+  return url + (url.indexOf("?") < 0 ? "?" : "&") + name + "=" + encodeURIComponent(value);
+}
+
 function fragment(url) {
   return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
     .then(function (r) {
       // A redirect to the sign-in page (session over) is not a fragment: stop quietly.
-      if (!r.ok || r.redirected) return null;
+      // 204: nothing changed since the page's mark.
+      if (!r.ok || r.redirected || r.status === 204) return null;
       return r.text().then(function (html) { return { html: html, headers: r.headers }; });
     });
 }
@@ -33,8 +39,11 @@ function pollOverview() {
   var box = document.getElementById("overview");
   if (!box || !box.dataset.live) return;
   every(POLL_MS * 2, function () {
-    return fragment(box.dataset.live).then(function (got) {
+    // The server answers 204 while the period's calls are unchanged: no re-render for nothing.
+    return fragment(withParam(box.dataset.live, "mark", box.dataset.mark || "")).then(function (got) {
       if (!got) return;
+      var mark = got.headers.get("X-Cdrhub-Mark");
+      if (mark) box.dataset.mark = mark;
       var doc = new DOMParser().parseFromString(got.html, "text/html");
       box.replaceChildren.apply(box, Array.from(doc.body.childNodes));
       sizeBars(box);
@@ -48,8 +57,7 @@ function pollCalls() {
   var body = table.tBodies[0];
   var seen = 0;
   every(POLL_MS, function () {
-    var url = table.dataset.rows + (table.dataset.rows.indexOf("?") < 0 ? "?" : "&") +
-      "after=" + encodeURIComponent(table.dataset.after || "0");
+    var url = withParam(table.dataset.rows, "after", table.dataset.after || "0");
     return fragment(url).then(function (got) {
       if (!got) return;
       var after = got.headers.get("X-Cdrhub-After");
@@ -83,8 +91,19 @@ function pollCalls() {
   });
 }
 
+// Dates typed into the overview's form mean a custom period, whatever pill was selected.
+function customOnDates() {
+  var form = document.getElementById("range-form");
+  if (!form) return;
+  var custom = form.querySelector("input[name=range][value=custom]");
+  form.querySelectorAll("input[type=date]").forEach(function (input) {
+    input.addEventListener("change", function () { if (custom) custom.checked = true; });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   sizeBars(document);
+  customOnDates();
   pollOverview();
   pollCalls();
 });
