@@ -26,16 +26,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from cdrhub import cdr, simulate, stats
 from cdrhub.cli import main
+from cdrhub.query import CallFilter
 from cdrhub.settings import Settings
 from cdrhub.stats import METRICS, percentiles
+from cdrhub.store import Push as StorePush
 from cdrhub.store import Store
 
 from .calls import call
@@ -369,3 +374,35 @@ def test_cli_stats_json_csv_and_table(settings: Settings, loaded: None, api: Api
     assert result.exit_code == 0 and "2026-11-01" in result.output and "service" in result.output
     bad = runner.invoke(main, [*args, "--direction", "9"], env=env)
     assert bad.exit_code != 0 and "direction" in bad.output
+
+
+@pytest.mark.parametrize("name", ["agent", "hangup_reason", "task_id", "intent", "direction"])
+def test_count_by_equals_the_calls_of_a_full_report(store: Store, name: str) -> None:
+    """The overview's light count per value is the full report's ``calls`` per group."""
+    utc = ZoneInfo("UTC")
+    bodies = simulate.calls(3000, seed=4, end=datetime(2026, 11, 25, tzinfo=UTC), days=3, tz=utc)
+    raws = [json.dumps(b, ensure_ascii=False).encode() for b in bodies]
+    store.write([StorePush(cdr.parse(raw), raw) for raw in raws])
+    facts = stats.select_facts(store, CallFilter(), (name,))
+    full = stats.aggregate(facts, (name,), tz=utc, sl_seconds=20, short_abandon_seconds=5)
+    counted = stats.count_by(facts, name, utc)
+    assert len(counted) > 2
+    assert counted == [(g["key"][name], g["calls"]) for g in full]  # the same order too
+
+
+def test_a_report_without_percentiles_has_every_other_metric_unchanged(store: Store) -> None:
+    """The overview's lighter report leaves out only the p90 metrics, keys and all."""
+    utc = ZoneInfo("UTC")
+    bodies = simulate.calls(2000, seed=5, end=datetime(2026, 11, 25, tzinfo=UTC), days=2, tz=utc)
+    raws = [json.dumps(b, ensure_ascii=False).encode() for b in bodies]
+    store.write([StorePush(cdr.parse(raw), raw) for raw in raws])
+    facts = stats.select_facts(store, CallFilter(), ("agent",))
+    for names in ((), ("day",), ("agent",)):
+        full = stats.aggregate(facts, names, tz=utc, sl_seconds=20, short_abandon_seconds=5)
+        light = stats.aggregate(
+            facts, names, tz=utc, sl_seconds=20, short_abandon_seconds=5, with_percentiles=False
+        )
+        assert full[0]["p90_wait_seconds"] is not None
+        for f in full:
+            del f["p90_wait_seconds"], f["p90_talk_seconds"]
+        assert light == full

@@ -300,8 +300,14 @@ def aggregate(
     tz: ZoneInfo,
     sl_seconds: float,
     short_abandon_seconds: float,
+    with_percentiles: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every metric of docs/metrics.md for each group of ``facts``, vectorised."""
+    """Every metric of docs/metrics.md for each group of ``facts``, vectorised.
+
+    ``with_percentiles=False`` leaves the p90 metrics out (their keys too, so nothing can
+    show a missing one as a value): they are a third of a report's time, and the dashboard's
+    overview shows none.
+    """
     a = facts.arrays
     group, labels = _groups(facts, names, tz)
     if names:
@@ -342,17 +348,33 @@ def aggregate(
         "talk_sum": total(a["talk_ms"], has_talk),
         "ring_sum": total(a["ring"], has_ring),
         "cost_sum": total(a["cost_micro"], a["cost_micro"] != NULL),
-        "p90_wait": percentiles(group[has_wait], a["wait_ms"][has_wait], n, 0.9),
-        "p90_talk": percentiles(group[has_talk], a["talk_ms"][has_talk], n, 0.9),
     }
+    if with_percentiles:
+        sums["p90_wait"] = percentiles(group[has_wait], a["wait_ms"][has_wait], n, 0.9)
+        sums["p90_talk"] = percentiles(group[has_talk], a["talk_ms"][has_talk], n, 0.9)
     result = []
     for i, key in enumerate(keys):
         c = {name: values[i] for name, values in sums.items()}
         if names and not c["calls"]:
             continue
-        result.append({"key": dict(zip(names, key, strict=True)), **_metrics(c)})
+        metrics = _metrics(c)
+        if not with_percentiles:
+            del metrics["p90_wait_seconds"], metrics["p90_talk_seconds"]
+        result.append({"key": dict(zip(names, key, strict=True)), **metrics})
     result.sort(key=lambda g: [(v is None, v) for v in g["key"].values()])
     return result
+
+
+def count_by(
+    facts: Facts, name: str, tz: ZoneInfo, only: np.ndarray | None = None
+) -> list[tuple[Any, int]]:
+    """``(value, calls)`` for each value of one grouping that has calls, as ``aggregate``'s
+    ``calls`` per group, among the calls ``only`` marks (all without it): one count, for
+    charts that show nothing else (every metric of every group costs ten times more)."""
+    group, labels = _groups(facts, (name,), tz)
+    found = np.bincount(group if only is None else group[only], minlength=len(labels))
+    counted = [(labels[i][0], int(found[i])) for i in np.flatnonzero(found)]
+    return sorted(counted, key=lambda item: (item[0] is None, item[0]))  # as aggregate's keys
 
 
 def _counts(group: np.ndarray, groups: int, flags: dict[str, np.ndarray]) -> dict[str, list[int]]:
@@ -391,10 +413,10 @@ def _metrics(c: dict[str, Any]) -> dict[str, Any]:
         "service_level": _ratio(c["within"], eligible),
         "asa_seconds": _ratio(c["soa_sum"] / 1000, c["soas"]),
         "avg_wait_seconds": _ratio(c["wait_sum"] / 1000, c["waits"]),
-        "p90_wait_seconds": c["p90_wait"],
+        "p90_wait_seconds": c.get("p90_wait"),
         "talk_seconds": talk,
         "avg_talk_seconds": _ratio(talk, c["talks"]),
-        "p90_talk_seconds": c["p90_talk"],
+        "p90_talk_seconds": c.get("p90_talk"),
         "avg_ring_seconds": _ratio(c["ring_sum"], c["rings"]),
         "cost_total": cost,
         "cost_per_answered_minute": _ratio(cost, talk / 60),

@@ -29,7 +29,6 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import ColumnElement, func, or_, select
 
 from cdrhub import cdr, export, query, stats, users
-from cdrhub.columns import Facts
 from cdrhub.errors import InvalidParameter
 from cdrhub.guard import client_address, networks
 from cdrhub.quarantine import ReplayResult, replay, replay_all
@@ -231,20 +230,19 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         unit = charts.unit_for(start, end)
         keys = charts.buckets(start, end, unit, zone)
 
-        def report(group_by: tuple[str, ...], subset: Facts | None = None) -> list[dict[str, Any]]:
+        def report(group_by: tuple[str, ...]) -> list[dict[str, Any]]:
             return stats.aggregate(
-                subset if subset is not None else facts,
+                facts,
                 group_by,
                 tz=zone,
                 sl_seconds=settings.service_level_seconds,
                 short_abandon_seconds=settings.short_abandon_seconds,
+                with_percentiles=False,  # the overview shows none
             )
 
-        def counted(name: str, subset: Facts | None) -> list[dict[str, Any]]:
-            """Calls per value of ``name`` as bars (none when the subset is not shown)."""
-            if subset is None:
-                return []
-            return charts.bars([(g["key"][name], g["calls"]) for g in report((name,), subset)])
+        def counted(name: str, only: np.ndarray | None = None) -> list[dict[str, Any]]:
+            """Calls per value of ``name`` (among the calls ``only`` marks) as bars."""
+            return charts.bars(stats.count_by(facts, name, zone, only))
 
         total = report(())[0]
         over_time = report((unit,))
@@ -253,7 +251,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             key=lambda g: (-g["answered"], -g["calls"]),
         )[:10]
         show_aicc = direction in ("", "2")
-        aicc = _only(facts, facts.arrays["direction"] == 2) if show_aicc else None
+        aicc = facts.arrays["direction"] == 2
         return {
             "range": chosen,
             "ranges": RANGES,
@@ -265,12 +263,12 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             "total": total,
             "volume": charts.volume(over_time, unit, keys),
             "service": charts.service_level(over_time, unit, keys),
-            "reasons": counted("hangup_reason", facts),
+            "reasons": counted("hangup_reason"),
             "agents": agents,
-            "aicc": aicc is not None,
-            "aicc_calls": len(aicc) if aicc is not None else 0,
-            "tasks": counted("task_id", aicc),
-            "intents": counted("intent", aicc),
+            "aicc": show_aicc,
+            "aicc_calls": int(aicc.sum()) if show_aicc else 0,
+            "tasks": counted("task_id", aicc) if show_aicc else [],
+            "intents": counted("intent", aicc) if show_aicc else [],
             "live": end > datetime.now(UTC),
             "query": urlencode({k: v for k, v in params.items() if k in _OVERVIEW_PARAMS}),
             "api_query": urlencode({k: v for k, v in raw.items() if v}),
@@ -666,10 +664,6 @@ def _replay_summary(results: list[ReplayResult]) -> dict[str, Any]:
             break
         shown.append(item)
     return {"total": len(results), "stored": sum(r.stored for r in results), "shown": shown}
-
-
-def _only(facts: Facts, keep: np.ndarray) -> Facts:
-    return Facts({name: array[keep] for name, array in facts.arrays.items()}, facts.words)
 
 
 def _row(item: dict[str, Any]) -> dict[str, Any]:
