@@ -24,9 +24,10 @@ import pytest
 from cdrhub import cdr, simulate, users
 from cdrhub.apikeys import create_key
 from cdrhub.store import Push, Store
-from cdrhub.web.routes import duration, money, percent
+from cdrhub.web.routes import duration, percent
 
 from .conftest import TOKEN, Server
+from .figures import kpi_text
 
 CHROMIUM = Path(os.environ.get("CDRHUB_TEST_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
@@ -125,19 +126,6 @@ def _kpis(page: Any) -> dict[str, str]:
     }
 
 
-def _shown(expected: dict[str, Any]) -> dict[str, str]:
-    """The API's figures as the cards must print them."""
-    return {
-        "calls": str(expected["calls"]),
-        "answer_rate": percent(expected["answer_rate"]),
-        "service_level": percent(expected["service_level"]),
-        "avg_wait_seconds": duration(expected["avg_wait_seconds"]),
-        "avg_talk_seconds": duration(expected["avg_talk_seconds"]),
-        "abandoned": str(expected["abandoned"]),
-        "cost_total": money(expected["cost_total"]),
-    }
-
-
 def _period(days: int) -> tuple[datetime, datetime]:
     """The last ``days`` days up to the end of today in the call center's zone, worked out
     here rather than read from the page."""
@@ -181,7 +169,7 @@ def test_sign_in_and_the_overview_equals_the_api(site: Site) -> None:
         assert f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} {ZONE}" in page.inner_text("#period")
         expected = site.api("/api/stats", **bounds)["groups"][0]
         assert expected["calls"] > 0
-        assert _kpis(page) == _shown(expected)
+        assert _kpis(page) == kpi_text(expected)
         per = {g["key"][unit]: g for g in site.api("/api/stats", group_by=unit, **bounds)["groups"]}
         bars = _bars(page, "volume")
         assert len(bars) == (24 if unit == "hour" else days)

@@ -35,11 +35,12 @@ from cdrhub.settings import Settings
 from cdrhub.store import Rejected, Store
 from cdrhub.store.schema import dashboard_sessions
 from cdrhub.web import charts, i18n, session_secret
-from cdrhub.web.routes import duration, money, percent, safe_next
+from cdrhub.web.routes import duration, percent, safe_next
 from cdrhub.web.throttle import ATTEMPTS_PER_ADDRESS, ATTEMPTS_PER_NAME
 
 from .calls import call
 from .conftest import TOKEN, Api, Push, Server
+from .figures import kpi_text
 
 PASSWORD = "correct horse battery"
 EVIL = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
@@ -396,19 +397,6 @@ def _visible_kpis(html: str) -> dict[str, str]:
     return {metric: unescape(text) for metric, text in found}
 
 
-def _shown(expected: dict[str, Any]) -> dict[str, str]:
-    """The API's figures as the cards must print them."""
-    return {
-        "calls": str(expected["calls"]),
-        "answer_rate": percent(expected["answer_rate"]),
-        "service_level": percent(expected["service_level"]),
-        "avg_wait_seconds": duration(expected["avg_wait_seconds"]),
-        "avg_talk_seconds": duration(expected["avg_talk_seconds"]),
-        "abandoned": str(expected["abandoned"]),
-        "cost_total": money(expected["cost_total"]),
-    }
-
-
 def _chart(html: str, chart: str) -> list[dict[str, Any]]:
     """The bars of the volume or service chart: key, tooltip and each rect's height."""
     section = html.split(f'id="{chart}"', 1)[1].split("</figure>", 1)[0]
@@ -457,7 +445,7 @@ class TestPages:
         html = client.get(f"/?range=today&direction={direction}").text
         expected = _stats(api, start, end, direction)[0]
         assert expected["calls"] == {"": 6, "0": 2, "2": 3}[direction]
-        assert _visible_kpis(html) == _shown(expected)
+        assert _visible_kpis(html) == kpi_text(expected)
         assert f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC" in html
         found = re.search(r'data-api="/api/stats\?([^"]+)"', html)
         assert found
