@@ -244,3 +244,16 @@ def test_cli_export_to_files(settings: Settings, loaded: None, tmp_path: Path) -
     assert json.loads(lines.read_text())["call_id"] == "x2"
     bad = runner.invoke(main, ["export", "-o", str(tmp_path / "x.csv"), "--from", "soon"], env=env)
     assert bad.exit_code == 1 and "--from" in bad.output
+
+
+def test_csv_export_applies_every_kind_of_filter(api: Api, loaded: None) -> None:
+    """A prefix (LIKE), a time range and an exact filter reach the database's own CSV query."""
+    for params, expected in (
+        ({"caller_prefix": "852357"}, ["x2"]),
+        ({"from": "2026-11-24T01:30:00+00:00"}, ["x2"]),
+        ({"to": "2026-11-24T01:30:00+00:00"}, ["x1"]),
+        ({"direction": "AICC"}, ["x2"]),
+        ({"intent": "转人工-成功"}, ["x1"]),
+    ):
+        raw = api("/api/export", format="csv", **params).content.decode("utf-8-sig")
+        assert [row["call_id"] for row in csv.DictReader(io.StringIO(raw))] == expected, params
