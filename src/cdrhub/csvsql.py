@@ -1,9 +1,9 @@
 """CSV lines of calls formatted by the database itself, for exports.
 
 A million calls are 46 million cells. Fetching them into Python and formatting them there
-(times to ISO 8601, formula prefixes, quoting) took 45 s for a million calls on the 2-core
-test machine; the database does the same work in its own C code (PostgreSQL: ``COPY``, in its
-own process; SQLite: one ``printf`` per row), 4x and 2x faster (BENCHMARKS.md).
+(times to ISO 8601, formula prefixes, quoting) took 32 to 53 s for a million calls on the
+2-core test machine; the database does the same work in its own C code (PostgreSQL: ``COPY``,
+in its own process; SQLite: one ``printf`` per row), 3-4x and 1.8x faster (BENCHMARKS.md).
 
 Every cell follows the rules of :mod:`cdrhub.export`, the same on both databases:
 
