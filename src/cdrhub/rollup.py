@@ -155,6 +155,16 @@ def refresh(
     return total
 
 
+def changes_between(store: Store, start_ms: int, end_ms: int) -> tuple[int, int]:
+    """``(hours, changes)`` over the hours ``[start_ms, end_ms)`` touches: the sum moves with
+    every write that changes a call there, so it tells a reader cheaply whether to look again."""
+    hours = stat_hours.c.slot.between(hour_of(start_ms), hour_of(end_ms - 1))
+    counted = select(func.count(), func.coalesce(func.sum(stat_hours.c.changes), 0)).where(hours)
+    with store.read_engine.connect() as conn:
+        slots, changes = conn.execute(counted).one()
+    return int(slots), int(changes)
+
+
 def stale_count(store: Store) -> int:
     """How many hours have no current snapshot."""
     query = select(func.count()).where(

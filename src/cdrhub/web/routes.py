@@ -28,15 +28,13 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import ColumnElement, func, or_, select
 
-from cdrhub import cdr, export, query, stats, users
+from cdrhub import cdr, export, query, rollup, stats, users
 from cdrhub.errors import InvalidParameter
 from cdrhub.guard import client_address, networks
 from cdrhub.quarantine import ReplayResult, replay, replay_all
 from cdrhub.settings import Settings
 from cdrhub.store import Store
-from cdrhub.store.batch import hour_of
 from cdrhub.store.schema import calls as calls_table
-from cdrhub.store.schema import stat_hours
 from cdrhub.web import charts, i18n
 from cdrhub.web.throttle import Busy, Throttle
 
@@ -598,10 +596,7 @@ def overview_mark(store: Store, start: datetime, end: datetime) -> str:
     ``stat_hours.changes`` (see :mod:`cdrhub.rollup`); the period itself is part of it, so
     "today" at midnight is a new mark too."""
     first, last = _epoch_ms(start), _epoch_ms(end)
-    hours = stat_hours.c.slot.between(hour_of(first), hour_of(last - 1))
-    counted = select(func.count(), func.coalesce(func.sum(stat_hours.c.changes), 0)).where(hours)
-    with store.read_engine.connect() as conn:
-        slots, changes = conn.execute(counted).one()
+    slots, changes = rollup.changes_between(store, first, last)
     return f"{first}.{last}.{slots}.{changes}"
 
 
