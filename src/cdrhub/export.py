@@ -30,7 +30,7 @@ MEDIA_TYPES = {
     "jsonl": "application/x-ndjson; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
 }
-COLUMNS: tuple[str, ...] = tuple(c.name for c in calls.columns)
+COLUMNS = csvsql.COLUMNS  # table order, the same in every format
 
 Progress = Callable[[int], None]
 

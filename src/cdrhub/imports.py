@@ -111,11 +111,6 @@ def _store_batch(
     # A reconcile every 15 minutes sees the same invalid record at NXCC each time, and an
     # import run twice reads the same bad line twice: each is kept once.
     known = _quarantined_bodies(store, [r.body for r in refused])
-    fresh: set[bytes] = set()
-    for rejected in refused:
-        if rejected.body not in known:
-            fresh.add(rejected.body)
-            known.add(rejected.body)
     pushes = [i for i in items if isinstance(i, Push)]
     rows = stored_rows(store, (p.record.call_id for p in pushes))
     same = [
@@ -126,9 +121,15 @@ def _store_batch(
     # What the database already holds, value for value, is not written again (no new raw
     # version, no delivery counted): only its "seen by import" mark changes.
     skipped = {id(p) for p in same}
-    keep = [
-        i for i in items if id(i) not in skipped and (isinstance(i, Push) or _take(fresh, i.body))
-    ]
+    keep: list[Push | Rejected] = []
+    for item in items:
+        if id(item) in skipped:
+            continue
+        if isinstance(item, Rejected):
+            if item.body in known:  # quarantined before, or earlier in this batch
+                continue
+            known.add(item.body)
+        keep.append(item)
     results = store.write(keep) if keep else []
     tally = Tally(
         records=len(records),
@@ -180,14 +181,6 @@ def _parse(body: bytes, record: Any, spreadsheet: bool) -> cdr.CallRecord:
         names = ", ".join(dict.fromkeys(p.field for p in problems))
         raise InvalidRecord(f"invalid value for {names}", problems)
     return parsed
-
-
-def _take(fresh: set[bytes], body: bytes) -> bool:
-    """True once per body in ``fresh``: a bad record repeated within one batch is kept once."""
-    if body in fresh:
-        fresh.discard(body)
-        return True
-    return False
 
 
 def _quarantined_bodies(store: Store, bodies: list[bytes]) -> set[bytes]:
