@@ -17,8 +17,8 @@ import time
 
 from fastapi.testclient import TestClient
 
-from cdrhub import users
 from cdrhub.app import create_app
+from cdrhub.auth import users
 from cdrhub.settings import Settings
 from cdrhub.store import open_store
 

@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Boolean, select
 
-from cdrhub import columns, export, memory, query, stats, zones
+from cdrhub.ops import memory
+from cdrhub.reports import columns, export, query, stats, zones
 from cdrhub.settings import Settings
 from cdrhub.store import Store, open_store, schema
 

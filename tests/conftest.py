@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,11 +22,16 @@ from fastapi.testclient import TestClient
 from cdrhub.app import create_app
 from cdrhub.settings import Settings
 from cdrhub.store import Store, open_store
-
-POSTGRES_ENV = "CDRHUB_TEST_POSTGRES_URL"
-REQUIRE_ENV = "CDRHUB_TEST_REQUIRE_POSTGRES"
-TOKEN = "test-token-0123456789"
-OTHER_TOKEN = "rotated-token-9876543210"
+from tests.helpers import (
+    OTHER_TOKEN,
+    POSTGRES_ENV,
+    REQUIRE_ENV,
+    TOKEN,
+    Api,
+    Push,
+    Server,
+    empty_postgres,
+)
 
 
 def _postgres_admin_url() -> str:
@@ -64,22 +65,13 @@ def postgres_database() -> Iterator[str]:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _empty_postgres(url: str) -> None:
-    """Give a test an empty database: drop everything a previous test created."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty database, SQLite (a file) or PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/cdrhub.db"
     url: str = request.getfixturevalue("postgres_database")
-    _empty_postgres(url)
+    empty_postgres(url)
     return url
 
 
@@ -115,9 +107,6 @@ def store(settings: Settings) -> Iterator[Store]:
     handle.close()
 
 
-Push = Callable[..., httpx.Response]
-
-
 @pytest.fixture
 def push(client: TestClient) -> Push:
     """POST a call log the way NXCC does; override token, type, path or headers per call."""
@@ -146,48 +135,6 @@ def push(client: TestClient) -> Push:
     return _push
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """A real ``cdrhub serve`` process (uvicorn, httptools) on a loopback port."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cdrhub", "serve", "--port", str(self.port)],
-                env={**os.environ, **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"cdrhub serve exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"cdrhub serve did not start: {log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @pytest.fixture
 def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start real servers on the test database; all are stopped after the test."""
@@ -213,12 +160,9 @@ def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Server]]
 @pytest.fixture
 def api_key(store: Store) -> str:
     """A new API key with every right on the test database."""
-    from cdrhub.apikeys import create_key
+    from cdrhub.auth.apikeys import create_key
 
     return create_key(store, "tests")[1]
-
-
-Api = Callable[..., httpx.Response]
 
 
 @pytest.fixture

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import click
@@ -11,8 +14,9 @@ from click.testing import CliRunner
 
 from cdrhub.cli import main
 from cdrhub.settings import Settings
+from tests.helpers import REPO, free_port
 
-ROOT = Path(__file__).parent.parent
+ROOT = REPO
 
 
 def settings_table() -> str:
@@ -82,3 +86,50 @@ def cli_reference() -> str:
 def test_cli_reference_is_current() -> None:
     """docs/cli.md shows exactly what --help prints (run scripts/cli-docs to refresh it)."""
     assert (ROOT / "docs" / "cli.md").read_text() == cli_reference()
+
+
+def _block_after(text: str, marker: str) -> list[str]:
+    """The lines of the first fenced block after ``marker`` in ``text``."""
+    start = text.index(marker)
+    fence = text.index("```", start)
+    body = text.index("\n", fence) + 1
+    return text[body : text.index("```", body)].rstrip("\n").split("\n")
+
+
+def test_readme_quickstart_output_is_what_the_commands_print(tmp_path: Path) -> None:
+    """The README's sample output of the quickstart is what `db upgrade`, `serve` and `send`
+    print on a fresh directory (only the generated token and the port differ)."""
+    readme = (ROOT / "README.md").read_text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDRHUB_")}
+    cdrhub = [sys.executable, "-m", "cdrhub"]
+    upgrade = subprocess.run(
+        [*cdrhub, "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [*cdrhub, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=out,
+            stderr=subprocess.DEVNULL, text=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "Listening" not in log.read_text() and time.monotonic() < deadline:
+            assert server.poll() is None, log.read_text()
+            time.sleep(0.1)
+        token = (tmp_path / "data" / "token").read_text().strip()
+        printed = upgrade.stdout + log.read_text()
+        printed = printed.replace(token, "Xq3...").replace(f":{port}/", ":8080/")
+        assert printed.rstrip("\n").split("\n") == _block_after(readme, "`scripts/serve` prints")
+        sends = []
+        for _ in range(2):
+            sent = subprocess.run(
+                [*cdrhub, "send", "--url", f"http://127.0.0.1:{port}/cc/callback"],
+                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+            )
+            sends += ["$ .venv/bin/cdrhub send", *sent.stdout.rstrip("\n").split("\n")]
+        assert sends == _block_after(readme, "push the vendor's example the way NXCC does")
+    finally:
+        server.terminate()
+        server.wait(timeout=15)

@@ -19,22 +19,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from cdrhub import __version__, cdr, memory
-from cdrhub.activity import Activity
+from cdrhub import __version__, cdr
 from cdrhub.api import api_router
-from cdrhub.backfill import ReconcileStatus
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
-from cdrhub.guard import Guard, networks
-from cdrhub.ingest import CallbackEndpoint, TokenCheck
-from cdrhub.logs import configure as configure_logging
-from cdrhub.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from cdrhub.metrics import Metrics
+from cdrhub.ingest import (
+    BatchWriter,
+    CallbackEndpoint,
+    Guard,
+    Spool,
+    TokenCheck,
+    accepted_tokens,
+    networks,
+)
+from cdrhub.ops import METRICS_CONTENT_TYPE, Activity, Metrics, configure_logging, memory
+from cdrhub.pull import ReconcileStatus
 from cdrhub.settings import Settings, load_settings
-from cdrhub.spool import Spool
 from cdrhub.store import Store, open_store
-from cdrhub.tokens import accepted_tokens
 from cdrhub.web import install as install_dashboard
-from cdrhub.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ async def _prune_daily(store: Store, days: int) -> None:
     """Apply CDRHUB_RETENTION_DAYS: now, then every 24 hours."""
     if not days:
         return
-    from cdrhub.maintenance import prune
+    from cdrhub.ops import prune
 
     while True:
         try:
@@ -330,7 +331,7 @@ async def _refresh_statistics(store: Store, every_seconds: float = 30) -> None:
     Reports are exact without this (a reader rebuilds what is stale), but after a bulk import
     or a late batch of retries the first report would pay for it; here nobody waits.
     """
-    from cdrhub import rollup
+    from cdrhub.reports import rollup
 
     while True:
         try:
@@ -353,8 +354,7 @@ async def _reconcile(store: Store, settings: Settings, status: ReconcileStatus) 
     import time
     from zoneinfo import ZoneInfo
 
-    from cdrhub.leader import Leadership
-    from cdrhub.nxcc import from_settings
+    from cdrhub.pull import Leadership, from_settings
 
     zone = ZoneInfo(settings.timezone)
     leadership = Leadership(store, "reconcile")
@@ -474,7 +474,7 @@ def app_from_env() -> FastAPI:
     ``serve`` does when nothing else has.
     """
     settings = load_settings()
-    from cdrhub.server import DeclineH2CHttpToolsProtocol
+    from cdrhub.ingest import DeclineH2CHttpToolsProtocol
 
     DeclineH2CHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
     if not logging.getLogger().handlers:

@@ -14,14 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Table, insert
 
+from cdrhub.store.items import Item, Outcome, Rejected
 from cdrhub.store.schema import UTCDateTime, calls, quarantine, raw_pushes
-
-if TYPE_CHECKING:
-    from cdrhub.store import Item, Outcome
 
 
 class Statements:
@@ -120,8 +118,6 @@ def apply(
     Items are taken in order, so two pushes of one callId in one batch end exactly as if they
     had been committed one after the other.
     """
-    from cdrhub.store import Rejected
-
     current: dict[str, str] = {}
     starts: dict[str, int | None] = {}
     seen: set[tuple[str, str]] = set()

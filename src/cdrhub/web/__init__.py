@@ -20,9 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cdrhub.ingest import create_token_file, read_token_file
 from cdrhub.settings import Settings
 from cdrhub.store import Store
-from cdrhub.tokens import create_token_file, read_token_file
 from cdrhub.web.routes import PageError, SignInRequired, dashboard_router, make_pages
 
 #: No inline script or style, nothing from elsewhere but recordings (NXCC serves them).

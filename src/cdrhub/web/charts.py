@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cdrhub import stats
+from cdrhub.reports import stats
 
 #: Step (ms) when walking a period for its hours: no zone's offset is finer (e.g. +05:45).
 _STEP_MS = 15 * 60_000

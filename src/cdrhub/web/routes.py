@@ -28,10 +28,11 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import ColumnElement, func, or_, select
 
-from cdrhub import cdr, export, query, rollup, stats, users
+from cdrhub import cdr
+from cdrhub.auth import users
 from cdrhub.errors import InvalidParameter
-from cdrhub.guard import client_address, networks
-from cdrhub.quarantine import ReplayResult, replay, replay_all
+from cdrhub.ingest import ReplayResult, client_address, networks, replay, replay_all
+from cdrhub.reports import export, query, rollup, stats
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import calls as calls_table

@@ -1,0 +1,5 @@
+"""The read API under ``/api`` (calls, statistics, exports, quarantine), for API keys."""
+
+from cdrhub.api.routes import api_router
+
+__all__ = ["api_router"]

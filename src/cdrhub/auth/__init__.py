@@ -1,0 +1,27 @@
+"""Who may read: dashboard accounts and their sessions (``users``) and API keys (``apikeys``).
+
+Both live in the database; the web pages, the HTTP API and the CLI use them. The push token is
+not here: it belongs to the push path (:mod:`cdrhub.ingest`).
+"""
+
+from cdrhub.auth import users
+from cdrhub.auth.apikeys import (
+    ApiKey,
+    Right,
+    authenticate,
+    create_key,
+    hash_key,
+    list_keys,
+    revoke_key,
+)
+
+__all__ = [
+    "ApiKey",
+    "Right",
+    "authenticate",
+    "create_key",
+    "hash_key",
+    "list_keys",
+    "revoke_key",
+    "users",
+]

@@ -1,0 +1,28 @@
+"""Everything that reads calls back: queries, statistics, hourly rollups and exports.
+
+``query`` turns filters into SQL and rows into the API's items; ``stats`` computes the
+statistics of docs/metrics.md from hourly snapshots that ``rollup`` keeps (``columns`` is their
+column layout, ``zones`` the time-zone arithmetic both use); ``export`` streams CSV, JSON Lines
+and Parquet, with ``csvsql`` formatting CSV inside the database. Nothing here writes a call.
+"""
+
+from cdrhub.reports import columns, csvsql, export, query, rollup, stats, zones
+from cdrhub.reports.columns import Facts
+from cdrhub.reports.query import FILTERS, TZ_PARAM, CallFilter, Param
+from cdrhub.reports.stats import METRICS
+
+__all__ = [
+    "FILTERS",
+    "METRICS",
+    "TZ_PARAM",
+    "CallFilter",
+    "Facts",
+    "Param",
+    "columns",
+    "csvsql",
+    "export",
+    "query",
+    "rollup",
+    "stats",
+    "zones",
+]

@@ -1,0 +1,56 @@
+"""What a store takes and what it answers: a push to store, a body refused, the outcome.
+
+Its own module so that the batch apply (``batch``) and the store (``__init__``) share these
+types without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cdrhub.cdr import CallRecord
+
+Outcome = Literal["created", "duplicate", "updated", "stale", "spooled"]
+"""What storing a push did.
+
+``created``: a new call. ``duplicate``: same content as the stored call (a retry), only the
+delivery count moved. ``updated``: new content for a known call (a correction); it becomes the
+current row and its body a new raw version. ``stale``: content this call had before but that
+was since superseded (a late retry of an old version); counted, never allowed to win.
+``spooled``: the database was unavailable; the push is synced to the local spool and will be
+stored as soon as the database is back (see ``cdrhub.spool``).
+"""
+
+Source = Literal["push", "import", "replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A valid call log to store, with the exact bytes it arrived as."""
+
+    record: CallRecord
+    body: bytes
+    source: Source = "push"
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An authenticated body we refused, kept so an operator can inspect and replay it."""
+
+    body: bytes
+    status: int
+    reason: str
+    detail: dict[str, Any]
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body_complete: bool = True
+    path: str | None = None
+    remote_addr: str | None = None
+    call_id: str | None = None
+    source: Source = "push"
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+Item = Push | Rejected

@@ -1,0 +1,162 @@
+"""The ``cdrhub`` command, run in-process with Click's runner (and against a real server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cdrhub.cdr import VENDOR_EXAMPLE
+from cdrhub.cli import main
+from cdrhub.settings import Settings
+from cdrhub.store import Store, open_store
+from cdrhub.store.migrate import head_revision
+from tests.helpers import TOKEN, Push, Server
+from tests.helpers.cli import db_env, run
+
+
+def test_db_upgrade_then_status(tmp_path: Path) -> None:
+    """`db upgrade` creates the schema once; `db status` then reports it current."""
+    env = {"CDRHUB_DATABASE_URL": f"sqlite:///{tmp_path}/new.db"}
+    before = run("db", "status", env=env)
+    assert before.exit_code == 1 and "cdrhub db upgrade" in before.output
+    head = head_revision()
+    first = run("db", "upgrade", env=env)
+    assert first.exit_code == 0 and f"upgraded from empty to {head}" in first.output
+    again = run("db", "upgrade", env=env)
+    assert f"already at {head}" in again.output
+    status = run("db", "status", env=env)
+    assert status.exit_code == 0 and f"{head} (needs {head})" in status.output
+
+
+def test_serve_refuses_an_outdated_schema(tmp_path: Path) -> None:
+    """`serve` on a database without the schema says which command fixes it, and exits 1."""
+    env = {"CDRHUB_DATABASE_URL": f"sqlite:///{tmp_path}/empty.db", "CDRHUB_TOKENS": "t" * 20}
+    result = CliRunner().invoke(main, ["serve", "--port", "1"], env=env)
+    assert result.exit_code == 1
+    assert "Run `cdrhub db upgrade`" in result.output
+    assert "CDRHUB_AUTO_MIGRATE" in result.output
+
+
+def test_config_masks_secrets(tmp_path: Path) -> None:
+    """`config` prints the effective settings without revealing tokens or passwords."""
+    env = {
+        "CDRHUB_TOKENS": "supersecret-token-aa,other-secret-token-bb",
+        "CDRHUB_DATABASE_URL": "postgresql://cdr:hunter2@db.example:5432/cdrhub",
+    }
+    result = run("config", env=env)
+    assert result.exit_code == 0
+    assert "supersecret" not in result.output and "hunter2" not in result.output
+    assert "********aa" in result.output and "cdr:***@db.example" in result.output
+
+
+def test_settings_come_from_a_toml_file_and_env_wins(tmp_path: Path) -> None:
+    """A TOML file sets values; a CDRHUB_* variable overrides the same value."""
+    config = tmp_path / "cdrhub.toml"
+    config.write_text('port = 9000\ntimezone = "Asia/Shanghai"\ncallback_paths = ["/a", "/b"]\n')
+    result = run("--help", env={})
+    assert result.exit_code == 0
+    shown = run("config", "--config", str(config), env={"CDRHUB_PORT": "9100"})
+    assert "port = 9100" in shown.output
+    assert 'timezone = "Asia/Shanghai"' in shown.output
+    assert 'callback_paths = ["/a", "/b"]' in shown.output
+
+
+def test_invalid_settings_name_the_variable() -> None:
+    """A bad value is one clear line naming the CDRHUB_ variable, not a traceback."""
+    result = CliRunner().invoke(main, ["config"], env={"CDRHUB_TIMEZONE": "Mars/Base"})
+    assert result.exit_code == 1
+    assert "CDRHUB_TIMEZONE" in result.output and "Asia/Shanghai" in result.output
+
+
+def test_token_new_add_keeps_old_tokens_for_rotation(tmp_path: Path) -> None:
+    """`token new --add` appends to the token file, `--save` replaces it."""
+    env = {"CDRHUB_DATA_DIR": str(tmp_path), "CDRHUB_TOKENS": ""}
+    first = run("token", "new", "--save", env=env).output.split()[0]
+    second = run("token", "new", "--add", env=env).output.split()[0]
+    assert (tmp_path / "token").read_text().split() == [first, second]
+    assert (tmp_path / "token").stat().st_mode & 0o077 == 0
+    printed = run("token", "new", env=env).output.strip()
+    assert len(printed) >= 40 and printed not in (tmp_path / "token").read_text()
+
+
+def test_quarantine_list_show_and_replay(push: Push, settings: Settings, store: Store) -> None:
+    """An operator lists refused bodies, reads one, and replays what today's rules accept."""
+    wrong_type = push(VENDOR_EXAMPLE, content_type="text/plain")
+    assert wrong_type.status_code == 415
+    invalid = push({"callId": "bad-1", "direction": 7})
+    assert invalid.status_code == 422
+    env = db_env(settings)
+
+    listing = run("quarantine", "list", env=env)
+    assert "unsupported_media_type" in listing.output and "invalid_record" in listing.output
+    entries = store.quarantined()
+    by_reason = {e["reason"]: e["id"] for e in entries}
+
+    shown = run("quarantine", "show", str(by_reason["invalid_record"]), env=env)
+    assert "direction: got 7" in shown.output
+    assert '"direction": 7' in shown.output or '"direction":7' in shown.output
+    assert TOKEN not in shown.output
+
+    replayed = run("quarantine", "replay", "--all", env=env)
+    assert replayed.exit_code == 1  # one entry is still invalid
+    assert f"#{by_reason['unsupported_media_type']}: stored: created" in replayed.output
+    assert f"#{by_reason['invalid_record']}: not stored: still refused" in replayed.output
+    row = store.get_call(VENDOR_EXAMPLE["callId"])
+    assert row is not None and row["source"] == "replay"
+
+    again = run("quarantine", "replay", str(by_reason["unsupported_media_type"]), env=env)
+    assert "already replayed" in again.output
+    assert store.count_calls() == 1
+    remaining = run("quarantine", "list", env=env)
+    assert "unsupported_media_type" not in remaining.output
+
+
+def test_quarantine_show_unknown_entry(settings: Settings) -> None:
+    """Asking for an entry that does not exist says how to find the right one."""
+    result = CliRunner().invoke(main, ["quarantine", "show", "999"], env=db_env(settings))
+    assert result.exit_code == 1 and "cdrhub quarantine list" in result.output
+
+
+def test_send_posts_the_vendor_example_to_a_real_server(
+    serve: Callable[..., Server], settings: Settings
+) -> None:
+    """`cdrhub send` pushes like NXCC; the second send is a duplicate, not a second call."""
+    server = serve()
+    url = f"{server.url}/cc/callback"
+    first = run("send", "--url", url, "--token", TOKEN)
+    assert first.exit_code == 0 and '"result":"created"' in first.output
+    second = run("send", "--url", url, "--token", TOKEN)
+    assert '"result":"duplicate"' in second.output
+    fresh = run("send", "--url", url, "--token", TOKEN, "--new-id")
+    assert '"result":"created"' in fresh.output
+    refused = CliRunner().invoke(main, ["send", "--url", url, "--token", "wrong"])
+    assert refused.exit_code == 1 and "401" in refused.output
+    handle = open_store(settings.database_url)
+    try:
+        assert handle.count_calls() == 2
+    finally:
+        handle.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["send"],
+        ["db", "upgrade"],
+        ["db", "status"],
+        ["quarantine", "list"],
+        ["quarantine", "show"],
+        ["quarantine", "replay"],
+        ["token", "new"],
+        ["config"],
+    ],
+)
+def test_every_command_has_help_with_an_example_or_description(command: list[str]) -> None:
+    """`--help` on each command says what it does."""
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: " in result.output and len(result.output.splitlines()) > 4

@@ -1,0 +1,440 @@
+"""The dashboard in a real browser (Playwright driving the system Chromium) on a real server.
+
+Needs Chromium at /usr/bin/chromium (Debian: ``apt-get install chromium``) and the
+``playwright`` package (in the ``test`` extra). Without them these tests skip, saying so;
+with ``CDRHUB_TEST_REQUIRE_BROWSER=1`` (CI) a skip is a failure. Screenshots of every page
+land in ``test-output/screenshots/`` for review.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from cdrhub import cdr
+from cdrhub.auth import users
+from cdrhub.auth.apikeys import create_key
+from cdrhub.pull import simulate
+from cdrhub.store import Push, Store
+from cdrhub.web.routes import duration, percent
+from tests.helpers import REPO, TOKEN, Server
+from tests.helpers.figures import kpi_text
+
+CHROMIUM = Path(os.environ.get("CDRHUB_TEST_CHROMIUM", "/usr/bin/chromium"))
+SHOTS = REPO / "test-output" / "screenshots"
+ZONE = "Asia/Shanghai"
+PASSWORD = "correct horse battery"
+EVIL = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+
+
+def _unavailable(reason: str) -> None:
+    message = (
+        f"browser tests skipped: {reason}. Install Chromium (Debian: apt-get install chromium) "
+        "and `pip install -e '.[test]'` to run them"
+    )
+    if os.environ.get("CDRHUB_TEST_REQUIRE_BROWSER") == "1":
+        pytest.fail(message.replace("skipped", "required"))
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        _unavailable(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+class Site:
+    """A running cdrhub with seeded calls, a user, an API key, and a browser page on it."""
+
+    def __init__(self, server: Server, store: Store, page: Any, key: str, kind: str) -> None:
+        self.server, self.store, self.page, self.key, self.kind = server, store, page, key, kind
+        self.dialogs: list[str] = []
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def url(self, path: str) -> str:
+        return self.server.url + path
+
+    def sign_in(self, name: str = "ann", password: str = PASSWORD) -> None:
+        self.page.goto(self.url("/"))
+        self.page.fill("input[name=name]", name)
+        self.page.fill("input[name=password]", password)
+        self.page.click("#sign-in")
+        self.page.wait_for_load_state()
+
+    def api(self, path: str, **params: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        return httpx.get(self.url(path), params=params or None, headers=headers).json()
+
+    def push(self, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(self.url("/cc/callback"), json=body, headers={"token": TOKEN})
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{self.kind}-{name}.png"), full_page=True)
+
+
+def _write(store: Store, bodies: list[dict[str, Any]]) -> None:
+    pushes = []
+    for body in bodies:
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        pushes.append(Push(cdr.parse(raw), raw))
+    store.write(pushes)
+
+
+@pytest.fixture
+def site(
+    browser: Any, serve: Callable[..., Server], store: Store, store_url: str
+) -> Iterator[Site]:
+    now = datetime.now(UTC)
+    tomorrow = now + timedelta(days=1)  # calls of today, local time, that have happened
+    today = simulate.calls(600, seed=5, end=tomorrow, days=1, tz=ZoneInfo(ZONE))
+    _write(store, [c for c in today if c["startTime"] < now.timestamp() * 1000 - 60_000])
+    _write(store, list(simulate.calls(400, seed=6, end=now, days=20, tz=ZoneInfo(ZONE))))
+    users.create(store, "ann", "admin", PASSWORD)
+    users.create(store, "vic", "viewer", PASSWORD)
+    key = create_key(store, "dashboard tests")[1]
+    server = serve(CDRHUB_TIMEZONE=ZONE)
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    try:
+        yield Site(server, store, context.new_page(), key, store_url.split(":")[0])
+    finally:
+        context.close()
+
+
+def _kpis(page: Any) -> dict[str, str]:
+    """Each KPI card's big figure as the browser shows it."""
+    return {
+        el.get_attribute("data-metric"): el.query_selector("b").inner_text()
+        for el in page.query_selector_all("#kpis .kpi")
+    }
+
+
+def _period(days: int) -> tuple[datetime, datetime]:
+    """The last ``days`` days up to the end of today in the call center's zone, worked out
+    here rather than read from the page."""
+    zone = ZoneInfo(ZONE)
+    today = datetime.now(zone).date()
+    end = datetime.combine(today + timedelta(days=1), datetime.min.time(), zone)
+    return end - timedelta(days=days), end
+
+
+def _bars(page: Any, chart: str) -> list[tuple[str, str]]:
+    """Each bar of a chart: its bucket and the tooltip a person hovers over."""
+    return page.eval_on_selector_all(
+        f"#{chart} svg g",
+        "gs => gs.map(g => [g.dataset.key, g.querySelector('title').textContent])",
+    )
+
+
+def _hbars(page: Any, list_id: str) -> list[tuple[str, int]]:
+    items = page.locator(f"#{list_id} li")
+    return [
+        (items.nth(i).locator(".name").inner_text(), int(items.nth(i).locator("b").inner_text()))
+        for i in range(items.count())
+    ]
+
+
+def _counted(groups: list[dict[str, Any]], key: str) -> list[tuple[str, int]]:
+    items = [(g["key"][key] or "–", g["calls"]) for g in groups]
+    return sorted(items, key=lambda item: -item[1])[:12]
+
+
+def test_sign_in_and_the_overview_equals_the_api(site: Site) -> None:
+    page = site.page
+    page.goto(site.url("/"))
+    assert "/login" in page.url
+    site.shot("login")
+    site.sign_in()
+    for period, days, unit in (("today", 1, "hour"), ("30d", 30, "day")):
+        page.goto(site.url(f"/?range={period}"))
+        start, end = _period(days)
+        bounds = {"from": start.isoformat(), "to": end.isoformat()}
+        assert f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} {ZONE}" in page.inner_text("#period")
+        expected = site.api("/api/stats", **bounds)["groups"][0]
+        assert expected["calls"] > 0
+        assert _kpis(page) == kpi_text(expected)
+        per = {g["key"][unit]: g for g in site.api("/api/stats", group_by=unit, **bounds)["groups"]}
+        bars = _bars(page, "volume")
+        assert len(bars) == (24 if unit == "hour" else days)
+        for key, title in bars:
+            g = per.get(key, {"calls": 0, "answered": 0, "abandoned": 0})
+            rest = g["calls"] - g["answered"] - g["abandoned"]
+            assert title == (
+                f"{key}: {g['calls']} (Answered {g['answered']}, Unanswered {rest}, "
+                f"Abandoned {g['abandoned']})"
+            )
+        for key, title in _bars(page, "service"):
+            level = per.get(key, {"service_level": None})["service_level"]
+            assert title == f"{key}: {percent(level)}"
+        reasons = site.api("/api/stats", group_by="hangup_reason", **bounds)["groups"]
+        assert _hbars(page, "reasons") == _counted(reasons, "hangup_reason")
+        for name, list_id in (("task_id", "aicc-tasks"), ("intent", "aicc-intents")):
+            aicc = site.api("/api/stats", group_by=name, direction="2", **bounds)["groups"]
+            assert _hbars(page, list_id) == _counted(aicc, name), name
+        agents = [
+            g
+            for g in site.api("/api/stats", group_by="agent", **bounds)["groups"]
+            if g["key"]["agent"]
+        ]
+        agents.sort(key=lambda g: (-g["answered"], -g["calls"]))
+        rows = page.locator("#agents tbody tr")
+        assert rows.count() == min(10, len(agents)) > 0
+        for i, g in enumerate(agents[: rows.count()]):
+            cells = rows.nth(i).locator("td").all_inner_texts()
+            assert cells == [
+                g["key"]["agent"],
+                str(g["calls"]),
+                str(g["answered"]),
+                duration(g["avg_talk_seconds"]),
+            ]
+    site.shot("overview")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(site.url("/?range=30d"))
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    site.shot("overview-phone")
+
+
+def test_dates_typed_into_the_overview_make_a_custom_period(site: Site) -> None:
+    """Today is selected; typing dates and pressing Show shows those dates, not today."""
+    page = site.page
+    site.sign_in()
+    page.goto(site.url("/?range=today"))
+    first, last = _period(10)[0].date(), _period(3)[0].date()
+    page.fill("input[name=from]", first.isoformat())
+    page.fill("input[name=to]", last.isoformat())
+    page.click("#show")
+    page.wait_for_load_state()
+    assert "range=custom" in page.url
+    assert f"{first:%Y-%m-%d} 00:00 – {last + timedelta(days=1):%Y-%m-%d} 00:00" in page.inner_text(
+        "#period"
+    )
+    assert len(_bars(page, "volume")) == (last - first).days + 1
+
+
+def test_filter_the_calls_open_one_and_find_its_recording(site: Site) -> None:
+    page = site.page
+    site.sign_in()
+    page.goto(site.url("/calls"))
+    page.select_option("select[name=direction]", "0")
+    page.select_option("select[name=answered]", "true")
+    page.click("#filter")
+    page.wait_for_load_state()
+    rows = page.locator("#calls tbody tr")
+    assert rows.count() > 0
+    assert set(rows.locator("td:nth-child(2)").all_inner_texts()) == {"inbound"}
+    assert set(rows.locator("td:nth-child(6)").all_inner_texts()) == {"yes"}
+    assert "direction=0" in page.get_attribute("#export", "href")
+    # The first row's start, as the call center's clock reads it (Shanghai, not UTC).
+    newest = site.api("/api/calls", direction="0", answered="true", limit="1")["items"][0]
+    local = datetime.fromtimestamp(newest["start_time_ms"] / 1000, ZoneInfo(ZONE))
+    assert rows.first.locator("td").first.inner_text() == f"{local:%Y-%m-%d %H:%M:%S}"
+    assert local.utcoffset() == timedelta(hours=8)
+    site.shot("calls")
+    with_recording = site.api("/api/calls", direction="0", answered="true", has_recording="true")
+    call = with_recording["items"][0]
+    page.goto(site.url(f"/calls/{call['call_id']}"))
+    assert page.get_attribute("#recording", "src") == call["record_url"]
+    assert page.locator("#voicemail").count() == 0
+    assert page.locator("#timeline li").count() >= 3
+    assert "inbound" in page.inner_text("#fields")
+    site.shot("call")
+
+
+def test_a_voicemail_has_its_player(site: Site) -> None:
+    """A caller who was not answered and left a message: the player plays leaveMsgUrl."""
+    page = site.page
+    site.sign_in()
+    url = "https://rec.example.com/voicemail/vm-1.wav"
+    now = int(time.time() * 1000)
+    body = {"callId": "vm-1", "direction": 0, "answered": False, "startTime": now - 60_000,
+            "inQueueTime": now - 58_000, "endTime": now - 20_000, "leaveMsgUrl": url}  # fmt: skip
+    assert site.push(body).status_code == 200
+    page.goto(site.url("/calls/vm-1"))
+    assert page.get_attribute("#voicemail", "src") == url
+    assert page.locator("#recording").count() == 0
+    assert "Voicemail" in page.inner_text(".players")
+    site.shot("call-voicemail")
+
+
+def test_switch_to_chinese(site: Site) -> None:
+    page = site.page
+    site.sign_in()
+    page.click("#lang-zh-CN")
+    page.wait_for_load_state()
+    assert "概览" in page.inner_text("header nav")
+    assert "时区 Asia/Shanghai" in page.inner_text("#zone")
+    assert "接通率" in page.inner_text("#kpis")
+    site.shot("overview-zh")
+    page.goto(site.url("/calls"))
+    assert "通话记录" in page.inner_text("header nav")
+    site.shot("calls-zh")
+
+
+def _no_markup_from_data(page: Any, texts: tuple[str, ...], where: str) -> None:
+    """The texts show literally inside ``main``, and nothing in it is a script, an image
+    from them, or an event handler."""
+    shown = page.inner_text("main")
+    for text in texts:
+        assert text in shown, (where, text)
+    assert page.locator("main script").count() == 0, where
+    assert page.locator("img[src=x]").count() == 0, where
+    assert page.locator("[onerror]").count() == 0, where
+
+
+def test_hostile_call_data_shows_as_text(
+    browser: Any, serve: Callable[..., Server], store: Store
+) -> None:
+    """Both payloads in agentNickName, hangupReason and intent (and the other free text),
+    with the CSP switched off in the browser so an injected script would really run."""
+    users.create(store, "ann", "admin", PASSWORD)
+    server = serve(CDRHUB_TIMEZONE=ZONE)
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+    try:
+        site = Site(server, store, context.new_page(), create_key(store, "xss")[1], "xss")
+        page = site.page
+        site.sign_in()
+        page.goto(site.url("/calls?direction=2"))
+        # First prove the dialog check can fail here: with the CSP off, inline script runs.
+        page.evaluate(
+            "() => { const s = document.createElement('script');"
+            " s.textContent = 'alert(\"probe\")'; document.body.appendChild(s); }"
+        )
+        assert site.dialogs == ["probe"]
+        site.dialogs.clear()
+        now = int(time.time() * 1000)
+        for n, evil in enumerate(EVIL):
+            body = {"callId": f"evil-{n}", "direction": 2, "startTime": now - 5000 + n,
+                    "answered": True, "answerTime": now - 4000, "endTime": now - 1000,
+                    "agentName": evil, "agentNickName": evil, "hangupReason": evil,
+                    "intent": evil, "taskId": evil, "recordUrl": "javascript:alert(1)"}  # fmt: skip
+            assert site.push(body).status_code == 200
+        assert site.push({"callId": EVIL[0], "startTime": EVIL[1]}).status_code == 422
+        # The calls page already open adds them as live rows (inserted by app.js).
+        page.wait_for_selector("#calls tr[data-id='evil-1']", timeout=20_000)
+        _no_markup_from_data(page, EVIL, "live rows")
+        rows = page.locator("#calls tbody tr.new")
+        for column in (5, 8, 9):  # agent (nickname), hangup reason, intent
+            assert set(rows.locator(f"td:nth-child({column})").all_inner_texts()) == set(EVIL)
+        pages = ["/calls?direction=2", "/?range=today&direction=2", "/?range=today", "/quarantine"]
+        for path in pages:
+            page.goto(site.url(path))
+            page.eval_on_selector_all("main details", "ds => ds.forEach(d => { d.open = true; })")
+            _no_markup_from_data(page, EVIL, path)
+        page.goto(site.url("/?range=today&direction=2"))
+        for list_id in ("reasons", "aicc-tasks", "aicc-intents"):
+            assert set(EVIL) <= set(page.locator(f"#{list_id} .name").all_inner_texts()), list_id
+        assert set(EVIL) <= set(page.locator("#agents tbody td:first-child").all_inner_texts())
+        site.shot("overview-hostile")
+        for n, evil in enumerate(EVIL):
+            page.goto(site.url(f"/calls/evil-{n}"))
+            _no_markup_from_data(page, (evil,), f"call {n}")
+            for field in ("agentNickName", "hangupReason", "intent"):
+                assert page.inner_text(f"#fields tr[data-field={field}] td") == evil, field
+            assert page.locator("#recording").count() == 0  # not an http(s) URL: no player
+        site.shot("call-hostile")
+        assert site.dialogs == []
+    finally:
+        context.close()
+
+
+def test_new_calls_appear_without_a_reload(site: Site) -> None:
+    page = site.page
+    site.sign_in()
+    page.goto(site.url("/calls"))
+    page.evaluate("window.__sameDocument = true")
+    assert (
+        site.push(
+            {"callId": "live-1", "direction": 1, "startTime": int(time.time() * 1000)}
+        ).status_code
+        == 200
+    )
+    page.wait_for_selector("a[href='/calls/live-1']", timeout=20_000)
+    assert page.evaluate("window.__sameDocument") is True  # the page itself never reloaded
+    assert page.is_visible("#live-note")
+    page.goto(site.url("/?range=today"))
+    before = int(_kpis(page)["calls"])
+    page.evaluate("window.__sameDocument = true")
+    assert (
+        site.push(
+            {"callId": "live-2", "direction": 0, "startTime": int(time.time() * 1000)}
+        ).status_code
+        == 200
+    )
+    deadline = time.monotonic() + 20  # (wait_for_function evaluates a string: the CSP says no)
+    while _kpis(page)["calls"] != str(before + 1) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert _kpis(page)["calls"] == str(before + 1)
+    assert page.evaluate("window.__sameDocument") is True
+
+
+def test_quarantine_is_for_admins_and_replays(site: Site) -> None:
+    page = site.page
+    bad = {"callId": "q-1", "direction": 0, "startTime": "yesterday"}
+    assert site.push(bad).status_code == 422
+    site.sign_in("vic")
+    assert httpx.get(site.url("/quarantine"), cookies=_cookies(page)).status_code == 403
+    page.context.clear_cookies()
+    site.sign_in("ann")
+    page.goto(site.url("/quarantine"))
+    assert "q-1" in page.inner_text("#quarantine") and "invalid_record" in page.inner_text(
+        "#quarantine"
+    )
+    site.shot("quarantine")
+    page.click("#replay-all")
+    page.wait_for_load_state()
+    assert "0 / 1 stored" in page.inner_text("#replayed")  # still invalid: stays quarantined
+    assert "still refused" in page.inner_text("#replayed")
+
+
+def _cookies(page: Any) -> dict[str, str]:
+    return {c["name"]: c["value"] for c in page.context.cookies()}
+
+
+def test_security_headers_csrf_and_sign_in_throttling(site: Site) -> None:
+    login = httpx.get(site.url("/login"))
+    csp = login.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert login.headers["x-frame-options"] == "DENY"
+    cookie = login.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    token = re.search(r'name="csrf" value="([^"]+)"', login.text)
+    assert token is not None
+    jar = dict(login.cookies)
+    no_token = httpx.post(
+        site.url("/login"), data={"name": "ann", "password": PASSWORD}, cookies=jar
+    )
+    assert no_token.status_code == 403
+    statuses = []
+    for _ in range(6):
+        answer = httpx.post(
+            site.url("/login"),
+            data={"name": "ann", "password": "wrong", "csrf": token[1]},
+            cookies=jar,
+        )
+        statuses.append(answer.status_code)
+    assert statuses == [401] * 5 + [429]
+    # Even the right password waits out the window: guessing cannot continue.
+    right = httpx.post(
+        site.url("/login"),
+        data={"name": "ann", "password": PASSWORD, "csrf": token[1]},
+        cookies=jar,
+    )
+    assert right.status_code == 429
