@@ -1,4 +1,4 @@
-"""Running the app under uvicorn, with the one fix real NXCC-style senders need.
+"""The HTTP protocol cdrhub serves with: uvicorn's httptools one, with the fix real senders need.
 
 uvicorn's fast parser (httptools/llhttp) treats any request carrying ``Connection: Upgrade``
 and ``Upgrade: ...`` as "no body follows": httptools tells llhttp to skip the body when the
@@ -13,15 +13,9 @@ and httptools issue #124, both open; with ``Expect: 100-continue`` the JDK clien
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-from typing import Any
 
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-from cdrhub.settings import Settings
 
 # Only a header line offering h2c: a JSON body cannot contain this (CRLF then a bare word).
 _H2C_OFFER = re.compile(rb"\r\nupgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECASE)
@@ -39,7 +33,7 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
        connection forever (slowloris). The body has its own timeout in the push endpoint.
     """
 
-    header_timeout: float = 10.0  # set from CDRHUB_HEADER_TIMEOUT_SECONDS by run()/app_from_env
+    header_timeout: float = 10.0  # CDRHUB_HEADER_TIMEOUT_SECONDS, set by server.run/app_from_env
 
     _header_timer: asyncio.TimerHandle | None = None
 
@@ -77,37 +71,3 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self.cycle is None or self.cycle.response_complete:
             self.transport.close()
-
-
-def run(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight pushes finish (and commit) before exit.
-
-    One process runs the app built here; several (``workers``) are started by uvicorn, each
-    building its app from the environment, so the effective settings are passed down that way.
-    """
-    DeclineH2CHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "access_log": False,  # cdrhub logs each push (call id and outcome) itself
-        "http": DeclineH2CHttpToolsProtocol,
-        "server_header": False,
-        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
-    }
-    # uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal so the
-    # previous handler decides how the process ends. A shutdown that drained cleanly is a
-    # success, so that handler exits 0 (service managers otherwise log a failure).
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _exit_cleanly)
-    if settings.workers == 1:
-        from cdrhub.app import create_app
-
-        uvicorn.run(create_app(settings), **options)
-    else:
-        os.environ.update(settings.as_environment())
-        uvicorn.run("cdrhub.app:app_from_env", factory=True, workers=settings.workers, **options)
-
-
-def _exit_cleanly(signum: int, _frame: object) -> None:
-    raise SystemExit(0)

@@ -1,0 +1,89 @@
+"""What every command shares: the settings options, the store it opens, the console."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+
+from cdrhub.errors import SchemaOutdated
+from cdrhub.ops import memory
+from cdrhub.settings import Settings, load_settings, mask_url
+from cdrhub.store import Store, open_store
+
+if TYPE_CHECKING:
+
+    pass
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def console() -> Console:
+    """Rich output; when piped, wide enough that tables never wrap (scripts read them)."""
+    return Console(width=None if sys.stdout.isatty() else 240)
+
+
+def settings_options(func: F) -> F:
+    """``--config`` and ``--database-url``, shared by every command that needs settings."""
+
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="TOML file with settings (default: $CDRHUB_CONFIG). Environment variables win.",
+    )
+    @click.option(
+        "--database-url",
+        help="Database to use (default: $CDRHUB_DATABASE_URL or sqlite:///data/cdrhub.db).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, config_file: Path | None, database_url: str | None, **kw: Any) -> Any:
+        kw["settings"] = _load(config_file, database_url=database_url)
+        return func(*args, **kw)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(config_file: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config_file, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CDRHUB_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def store_for(settings: Settings) -> Store:
+    memory.keep_freed_memory(settings.keep_freed_memory_mb)
+    try:
+        return open_store(
+            settings.database_url,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            fact_cache_bytes=settings.stats_cache_mb * 2**20,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def check_database(settings: Settings) -> None:
+    """Refuse to start on an outdated schema, with the command that fixes it."""
+    from cdrhub.app import prepare_store
+
+    try:
+        prepare_store(settings).close()
+    except SchemaOutdated as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot use the database {mask_url(settings.database_url)}: {exc}"
+        ) from None
