@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"store"},
     {"ops"},
     {"ingest", "pull", "reports", "auth"},
+    {"forward"},
     {"web", "api"},
     {"app"},
     {"server"},

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from cdrhub import __version__, cdr
 from cdrhub.api import api_router
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
+from cdrhub.forward import Deliverer, forwarding_status, history
 from cdrhub.ingest import (
     BatchWriter,
     CallbackEndpoint,
@@ -47,6 +48,7 @@ class Runtime:
     store: Store | None = None
     writer: BatchWriter | None = None
     spool: Spool | None = None
+    deliverer: Deliverer | None = None
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -128,9 +130,21 @@ def create_app(settings: Settings) -> FastAPI:
         ]
         if reconciling.enabled:
             background.append(asyncio.create_task(_reconcile(store, settings, reconciling)))
+        stop_forwarding = asyncio.Event()
+        delivering = None
+        if settings.forward:
+            deliverer = Deliverer(store, settings, on_result=metrics.forwarded)
+            metrics.watch_forwarding(lambda: forwarding_status(store))
+            store.listeners.append(deliverer.wake)
+            runtime.deliverer = deliverer
+            delivering = asyncio.create_task(deliverer.run(stop_forwarding))
+            background.append(asyncio.create_task(_prune_outbox(store, settings)))
         try:
             yield
         finally:
+            stop_forwarding.set()
+            if delivering is not None:
+                await asyncio.wait([delivering], timeout=settings.shutdown_grace_seconds)
             for task in background:
                 task.cancel()
             await writer.stop()
@@ -465,6 +479,23 @@ def _install_error_handlers(app: FastAPI) -> None:
             },
             status_code=500,
         )
+
+
+async def _prune_outbox(store: Store, settings: Settings) -> None:
+    """Hourly: drop events delivered everywhere past ``CDRHUB_FORWARD_KEEP_DAYS``, old attempts."""
+    while True:
+        await asyncio.sleep(3600)
+        try:
+            removed = await run_in_threadpool(
+                history.prune,
+                store,
+                keep_days=settings.forward_keep_days,
+                attempts_keep_days=settings.forward_attempts_keep_days,
+            )
+            if any(removed.values()):
+                log.info("forwarding outbox pruned: %s", removed)
+        except Exception as exc:
+            log.warning("could not prune the forwarding outbox: %s", exc)
 
 
 def app_from_env() -> FastAPI:

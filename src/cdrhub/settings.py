@@ -245,6 +245,36 @@ class Settings(BaseSettings):
     reconcile_window_hours: float = Field(
         3, gt=0, description="How far back each scheduled reconcile looks."
     )
+    forward: bool = Field(
+        True,
+        description="Deliver events to the forwarding destinations from `serve` (false: only "
+        "`cdrhub forward run` delivers, for those who run delivery apart from ingest).",
+    )
+    forward_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs that forwarding destinations may resolve to "
+        "(empty: any address, since destinations are usually internal systems).",
+    )
+    forward_retry_schedule: str = Field(
+        "5s,5m,30m,2h,5h,10h,10h",
+        description="Waits between delivery attempts (after the first, immediate one); after "
+        "the last the event is dead-lettered. Each wait gets +-20% jitter.",
+    )
+    forward_auto_pause_hours: float = Field(
+        120,
+        gt=0,
+        description="A destination whose every attempt has failed for this long is paused "
+        "(`cdrhub forward resume NAME` starts it again).",
+    )
+    forward_keep_days: float = Field(
+        7,
+        gt=0,
+        description="Events delivered everywhere stay this long in the outbox (for replay and "
+        "`forward add --from`), then `serve` prunes them.",
+    )
+    forward_attempts_keep_days: float = Field(
+        14, gt=0, description="How long delivery attempts are kept for `forward attempts`."
+    )
 
     @field_validator(
         "tokens",
@@ -252,6 +282,7 @@ class Settings(BaseSettings):
         "allowed_ips",
         "trusted_proxies",
         "business_days",
+        "forward_networks",
         mode="before",
     )
     @classmethod
@@ -268,7 +299,7 @@ class Settings(BaseSettings):
             raise ValueError("at least one callback path is needed, e.g. /cc/callback")
         return value
 
-    @field_validator("allowed_ips", "trusted_proxies")
+    @field_validator("allowed_ips", "trusted_proxies", "forward_networks")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:

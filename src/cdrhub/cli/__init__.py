@@ -11,6 +11,7 @@ import click
 from cdrhub import __version__
 from cdrhub.cli.access import apikey, token, user_group
 from cdrhub.cli.db import backup, db, prune
+from cdrhub.cli.forward import forward_group
 from cdrhub.cli.pull import backfill, import_files, reconcile, simulate
 from cdrhub.cli.quarantine import quarantine_group
 from cdrhub.cli.reports import export_command, stats
@@ -40,6 +41,7 @@ def main() -> None:
 
 
 for _command in (
+    forward_group,
     serve,
     send,
     config,

@@ -87,3 +87,34 @@ def check_database(settings: Settings) -> None:
         raise click.ClickException(
             f"cannot use the database {mask_url(settings.database_url)}: {exc}"
         ) from None
+
+
+def moment(text: str, settings: Settings, param: str, *, end: bool = False) -> int:
+    """A CLI time as epoch seconds: a date (local midnight; for an end, the end of that day)
+    or an ISO time, in the configured zone unless it names its own offset.
+
+    A date is tried first, in every form ISO allows (``2026-11-24`` and ``20261124``):
+    ``datetime`` also reads ``20261124``, as that day's midnight, which for ``--to`` would
+    leave the day out.
+    """
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(settings.timezone)
+    text = text.strip()
+    try:
+        day: date | None = date.fromisoformat(text)
+    except ValueError:
+        day = None  # not a date: an ISO time, read below
+    if day is not None:
+        day += timedelta(days=1 if end else 0)
+        return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: write a date (2026-11-24) or an ISO time (2026-11-24T08:00, "
+            "2026-11-24T08:00+08:00)",
+            param_hint=param,
+        ) from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=tz)).timestamp())

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from cdrhub.pull import Progress as BackfillProgress
 
-from cdrhub.cli._common import check_database, console, settings_options, store_for
+from cdrhub.cli._common import check_database, console, moment, settings_options, store_for
 
 
 @click.command()
@@ -129,36 +129,6 @@ def _nxcc_client(settings: Settings) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-def _moment(text: str, settings: Settings, param: str, *, end: bool = False) -> int:
-    """A CLI time as epoch seconds: a date (local midnight; for an end, the end of that day)
-    or an ISO time, in the configured zone unless it names its own offset.
-
-    A date is tried first, in every form ISO allows (``2026-11-24`` and ``20261124``):
-    ``datetime`` also reads ``20261124``, as that day's midnight, which for ``--to`` would
-    leave the day out.
-    """
-    from datetime import date, datetime, timedelta
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo(settings.timezone)
-    text = text.strip()
-    try:
-        day: date | None = date.fromisoformat(text)
-    except ValueError:
-        day = None  # not a date: an ISO time, read below
-    if day is not None:
-        day += timedelta(days=1 if end else 0)
-        return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r}: write a date (2026-11-24) or an ISO time (2026-11-24T08:00, "
-            "2026-11-24T08:00+08:00)",
-            param_hint=param,
-        ) from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=tz)).timestamp())
-
 
 def _local(settings: Settings, epoch_s: float) -> str:
     """An instant as the call center reads it: ``2026-11-24 15:00``."""
@@ -216,8 +186,8 @@ def backfill(settings: Settings, start: str, end: str, restart: bool) -> None:
 
     from cdrhub.pull import backfill as heal
 
-    start_s = _moment(start, settings, "--from")
-    end_s = _moment(end, settings, "--to", end=True)
+    start_s = moment(start, settings, "--from")
+    end_s = moment(end, settings, "--to", end=True)
     if end_s <= start_s:
         raise click.BadParameter("must be after --from", param_hint="--to")
     zone = ZoneInfo(settings.timezone)

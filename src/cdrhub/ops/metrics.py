@@ -23,6 +23,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._forward_attempts: Counter | None = None
+        self._forward_seconds: Histogram | None = None
         self.pushes = Counter(
             "cdrhub_pushes",
             "Pushes answered, by result (created, duplicate, updated, stale, spooled) or by "
@@ -79,6 +81,31 @@ class Metrics:
     def watch_reconcile(self, status: Callable[[], dict[str, Any]]) -> None:
         """Report the scheduled reconcile's runs and findings at each scrape."""
         self.registry.register(_ReconcileCollector(status))
+
+    def forwarded(self, destination: Any, event: Any, result: Any, latency_ms: float) -> None:
+        """Count one forwarding attempt (called by the deliverer; labels: destination name)."""
+        if self._forward_attempts is None:
+            self._forward_attempts = Counter(
+                "cdrhub_forward_attempts",
+                "Forwarding attempts by destination and outcome (delivered, failed).",
+                ["destination", "outcome"],
+                registry=self.registry,
+            )
+            self._forward_seconds = Histogram(
+                "cdrhub_forward_attempt_seconds",
+                "How long one forwarding attempt took, by destination.",
+                ["destination"],
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=self.registry,
+            )
+        outcome = "delivered" if result.ok else "failed"
+        self._forward_attempts.labels(destination.name, outcome).inc()
+        assert self._forward_seconds is not None
+        self._forward_seconds.labels(destination.name).observe(latency_ms / 1000)
+
+    def watch_forwarding(self, status: Callable[[], list[dict[str, Any]]]) -> None:
+        """Report each destination's state, lag, waiting and dead events at each scrape."""
+        self.registry.register(_ForwardingCollector(status))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -175,3 +202,39 @@ class _ReconcileCollector(Collector):
                     f"{doc} (Unix time; alert on time() minus this).",
                     value=datetime.fromisoformat(status[key]).timestamp(),
                 )
+
+
+class _ForwardingCollector(Collector):
+    """Per destination, read from the database when scraped (so every process agrees)."""
+
+    def __init__(self, status: Callable[[], list[dict[str, Any]]]) -> None:
+        self._status = status
+
+    def collect(self) -> Any:
+        lag = GaugeMetricFamily(
+            "cdrhub_forward_lag_seconds",
+            "Age of the oldest event a destination has not received yet (0: none owed).",
+            labels=["destination"],
+        )
+        waiting = GaugeMetricFamily(
+            "cdrhub_forward_waiting", "Events a destination still owes.", labels=["destination"]
+        )
+        dead = GaugeMetricFamily(
+            "cdrhub_forward_dead_letters",
+            "Events whose every attempt failed (cdrhub forward retry NAME sends them again).",
+            labels=["destination"],
+        )
+        paused = GaugeMetricFamily(
+            "cdrhub_forward_paused", "1 while a destination is paused.", labels=["destination"]
+        )
+        try:
+            rows = self._status()
+        except Exception:
+            rows = []
+        for row in rows:
+            name = [row["name"]]
+            lag.add_metric(name, row["lag_seconds"])
+            waiting.add_metric(name, row["waiting"])
+            dead.add_metric(name, row["dead"])
+            paused.add_metric(name, 0 if row["state"] == "active" else 1)
+        yield from (lag, waiting, dead, paused)

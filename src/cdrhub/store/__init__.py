@@ -8,7 +8,7 @@ its result back knows its push is committed and synced.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import ModuleType
@@ -35,6 +35,9 @@ class Store:
         self.url = url
         #: Decoded statistics snapshots this process has read (``cdrhub.rollup``); 0 bytes: off.
         self.fact_cache = FactCache(fact_cache_bytes) if fact_cache_bytes > 0 else None
+        # Called (in the writing thread) after each committed batch: forwarding wakes on it
+        # instead of polling for what this process just stored.
+        self.listeners: list[Callable[[], None]] = []
         self._dialect: ModuleType
         if url.startswith("sqlite"):
             self._dialect = sqlite
@@ -111,7 +114,10 @@ class Store:
                 with self._writer_lock, self.write_engine.begin() as conn:
                     if call_ids:
                         self._dialect.lock_calls(conn, call_ids)
-                    return batch.apply(conn, self._statements, items, call_ids)
+                    results = batch.apply(conn, self._statements, items, call_ids)
+                for listener in self.listeners:
+                    listener()
+                return results
             except OperationalError as exc:
                 # A connection the server dropped while idle (a restart) fails once and is
                 # replaced: try again at once rather than answer 503. Storing is idempotent,

@@ -10,6 +10,7 @@ same ``Table`` objects, so it cannot drift from the schema.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,10 @@ class Statements:
         self.bump_raw = (
             f"UPDATE raw_pushes SET delivery_count = delivery_count + {m} "
             f"WHERE call_id = {m} AND content_hash = {m}"
+        )
+        self.insert_event = (
+            f"INSERT INTO events (id, type, call_id, content_hash, created_at_ms) "
+            f"VALUES ({m}, {m}, {m}, {m}, {m})"
         )
         self.touch_hours = (
             f"INSERT INTO stat_hours (slot, changes) VALUES ({m}, 1) "
@@ -170,6 +175,9 @@ def apply(
                 "updated_at": received,
                 "updated_at_ms": received_ms,
             }
+            plan.events.append(
+                (event_id(received_ms), f"call.{outcome}", cid, digest, received_ms)
+            )
             plan.new_raw[key] = {
                 "call_id": cid,
                 "content_hash": digest,
@@ -194,6 +202,7 @@ class _Plan:
         self.new_raw: dict[tuple[str, str], dict[str, Any]] = {}
         self.raw_deliveries: Counter[tuple[str, str]] = Counter()
         self.hours: set[int] = set()
+        self.events: list[tuple[str, str, str, str, int]] = []  # the outbox, in item order
 
     def write(self, conn: Connection, sql: Statements, existing: set[str]) -> None:
         inserts: list[Any] = []
@@ -227,9 +236,24 @@ class _Plan:
         _executemany(conn, sql.bump_call, bumps)
         _executemany(conn, sql.insert_raw, raw_rows)
         _executemany(conn, sql.bump_raw, [(n, k[0], k[1]) for k, n in self.raw_deliveries.items()])
+        _executemany(conn, sql.insert_event, self.events)
         # Last, and in order: PostgreSQL holds these row locks only for the commit itself, and
         # two batches always take them in the same order.
         _executemany(conn, sql.touch_hours, [(h,) for h in sorted(self.hours)])
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def event_id(ms: int) -> str:
+    """A new event id: ``evt_`` and a ULID (48 bits of milliseconds, 80 random bits).
+
+    Ids sort by creation time and are unique without a round trip to the database, so they
+    can be written in the batch's one ``executemany``; consumers deduplicate on them.
+    """
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
+    return "evt_" + "".join(chars)
 
 
 def _executemany(conn: Connection, statement: str, rows: list[Any]) -> None:

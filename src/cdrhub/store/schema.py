@@ -240,3 +240,92 @@ sign_in_attempts = Table(
     Column("attempts", Integer, nullable=False),
     Index(None, "window_start_ms"),
 )
+
+# -- forwarding (cdrhub.forward) ----------------------------------------------------------------
+
+# The outbox: one event per change of a call (``call.created``, ``call.updated``), written by the
+# batch apply in the same transaction as the call row, so a stored call always has its event
+# and no event exists for a call that was not stored. ``seq`` orders events (a call's versions
+# in the order they were stored); ``id`` is what consumers deduplicate on, the same on every
+# attempt and replay. The body is the raw version's (``raw_pushes`` by call and content hash).
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("call_id", Text, nullable=False),
+    Column("content_hash", String(32), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    UniqueConstraint("id"),
+    Index(None, "created_at_ms"),
+)
+
+# Where events go (``cdrhub forward add``). ``cursor_seq``: every event up to it was delivered,
+# skipped by the destination's filter, or moved to ``forward_pending``. One process at a time
+# delivers to a destination: the one whose lease (``lease_owner`` until ``lease_until_ms``)
+# is current. Secrets are kept as given, because they must be sent; they are never shown.
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("secret", Text),
+    Column("previous_secret", Text),
+    Column("previous_secret_until_ms", BigInteger),
+    Column("token", Text),
+    Column("events", Text, nullable=False),
+    Column("filter", Text, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("rate_per_second", Double),
+    Column("timeout_seconds", Double, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("paused_reason", Text),
+    Column("cursor_seq", BigInteger, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("last_success_at_ms", BigInteger),
+    Column("last_error", Text),
+    Column("last_error_at_ms", BigInteger),
+    Column("failing_since_ms", BigInteger),
+    Column("lease_owner", Text),
+    Column("lease_until_ms", BigInteger),
+    UniqueConstraint("name"),
+)
+
+# Events past a destination's cursor that are not delivered yet: waiting for a retry, waiting
+# behind an older version of the same call, or dead (every attempt failed; ``retry`` revives).
+forward_pending = Table(
+    "forward_pending",
+    metadata,
+    Column("destination_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("call_id", Text, nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index(None, "destination_id", "state", "next_attempt_ms"),
+    Index(None, "destination_id", "call_id"),
+)
+
+# Every delivery attempt, kept for ``CDRHUB_FORWARD_ATTEMPTS_KEEP_DAYS``.
+forward_attempts = Table(
+    "forward_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("destination_id", BigInteger, nullable=False),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("status", Integer),
+    Column("latency_ms", Double, nullable=False),
+    Column("error", Text),
+    Column("response", Text),
+    Index(None, "destination_id", "at_ms"),
+)

@@ -1,0 +1,147 @@
+"""Sending one event to one destination, by kind; every sink answers with a :class:`Result`.
+
+A sink is created per destination and reused for all its events (one HTTP connection pool,
+one broker connection). ``send`` never raises for a failed delivery: it says what happened,
+so the deliverer can record it and schedule the retry. Secrets never enter a ``Result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from cdrhub import __version__
+from cdrhub.forward import schedule
+from cdrhub.forward.destinations import Destination, mask_text
+from cdrhub.forward.events import Event, Renderer
+
+EXCERPT = 500
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one attempt did. ``gone``: the destination said 410, stop sending to it."""
+
+    ok: bool
+    status: int | None = None
+    error: str | None = None
+    response: str | None = None
+    retry_after: float | None = None
+    gone: bool = False
+
+
+class Sink(Protocol):
+    async def send(self, event: Event) -> Result: ...
+
+    async def close(self) -> None: ...
+
+
+def sign(secret: str, msg_id: str, timestamp: int, payload: bytes) -> str:
+    """A Standard Webhooks ``v1`` signature: HMAC-SHA256 of ``id.timestamp.payload``."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + payload
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+class AddressGuard:
+    """Refuses destinations whose host resolves outside ``CDRHUB_FORWARD_NETWORKS``.
+
+    Empty networks allow everything (destinations are usually internal systems). The check
+    resolves the name before each connection attempt; docs/forwarding.md says what it defends.
+    """
+
+    def __init__(self, networks: Sequence[str]) -> None:
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    async def check(self, url: str) -> str | None:
+        """None when the URL's host may be reached, else why not."""
+        if not self.networks:
+            return None
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 0)
+        except socket.gaierror as exc:
+            return f"cannot resolve {host}: {exc}"
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if not any(address in network for network in self.networks):
+                return f"{host} resolves to {address}, outside CDRHUB_FORWARD_NETWORKS"
+        return None
+
+
+class HttpSink:
+    """Webhooks (Standard Webhooks, signed) and relays (NXCC's bytes and ``token`` header)."""
+
+    def __init__(self, destination: Destination, renderer: Renderer, guard: AddressGuard) -> None:
+        self.destination = destination
+        self.renderer = renderer
+        self.guard = guard
+        self.relay = destination.kind == "relay"
+        size = destination.concurrency
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        self.client = httpx.AsyncClient(follow_redirects=False, limits=limits, trust_env=False)
+
+    def _request(self, event: Event) -> tuple[bytes, dict[str, str]]:
+        headers = {"Content-Type": "application/json", "User-Agent": f"cdrhub/{__version__}"}
+        if self.relay:
+            assert self.destination.token is not None
+            headers["token"] = self.destination.token
+            return event.body, headers
+        payload = self.renderer.payload(event)
+        now = int(time.time())
+        signatures = " ".join(
+            sign(secret, event.id, now, payload)
+            for secret in self.destination.signing_secrets(now * 1000)
+        )
+        headers |= {
+            "webhook-id": event.id,
+            "webhook-timestamp": str(now),
+            "webhook-signature": signatures,
+        }
+        return payload, headers
+
+    async def send(self, event: Event) -> Result:
+        refused = await self.guard.check(self.destination.url)
+        if refused:
+            return Result(False, error=refused)
+        content, headers = self._request(event)
+        timeout = self.destination.timeout_seconds
+        try:
+            response = await self.client.post(
+                self.destination.url, content=content, headers=headers, timeout=timeout
+            )
+        except httpx.TimeoutException:
+            return Result(False, error=f"no answer within {timeout:g} s")
+        except httpx.HTTPError as exc:
+            return Result(False, error=mask_text(f"{type(exc).__name__}: {exc}", self.destination))
+        status = response.status_code
+        excerpt = mask_text(response.text[:EXCERPT], self.destination) if response.content else None
+        ok = status == 200 if self.relay else 200 <= status < 300
+        if ok:
+            return Result(True, status=status, response=excerpt)
+        error = f"HTTP {status}"
+        if 300 <= status < 400:
+            error += f": redirect to {response.headers.get('location', '?')} not followed"
+        return Result(
+            False,
+            status=status,
+            error=error,
+            response=excerpt,
+            retry_after=schedule.retry_after(response.headers.get("retry-after")),
+            gone=status == 410,
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
