@@ -330,6 +330,30 @@ class TestSignInOnARealServer:
         assert attempt("ann", PASSWORD, "203.0.113.9") == 429
         assert attempt("ann", PASSWORD, "198.51.100.7") == 303
 
+    @pytest.mark.parametrize("trusted", [False, True], ids=["no-proxy", "trusted-proxy"])
+    def test_a_forged_forwarded_for_does_not_escape_the_brake(
+        self, serve: Callable[..., Server], store: Store, trusted: bool
+    ) -> None:
+        """A guesser who writes a new X-Forwarded-For each time is still one address: the
+        peer without trusted proxies, or the entry our proxy appended (the right-most) with
+        one. So the right password from a "new" address is still braked."""
+        users.create(store, "ann", "viewer", PASSWORD)
+        server = serve(**({"CDRHUB_TRUSTED_PROXIES": "127.0.0.1/32"} if trusted else {}))
+        jar, token = self._form(server)
+        real = ", 203.0.113.9" if trusted else ""
+
+        def attempt(name: str, password: str, forged: str) -> int:
+            return httpx.post(
+                server.url + "/login",
+                data={"name": name, "password": password, "csrf": token},
+                cookies=jar,
+                headers={"X-Forwarded-For": forged + real},
+            ).status_code
+
+        sprayed = [attempt(f"guess{i}", "wrong", f"10.0.{i}.1") for i in range(25)]
+        assert sprayed == [401] * ATTEMPTS_PER_ADDRESS + [429] * (25 - ATTEMPTS_PER_ADDRESS)
+        assert attempt("ann", PASSWORD, "10.99.99.99") == 429
+
 
 class TestHeaders:
     def test_pages_forbid_inline_scripts_and_framing(self, client: TestClient) -> None:

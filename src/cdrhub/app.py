@@ -468,7 +468,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """Entry point for ASGI servers: ``uvicorn --factory cdrhub.app:app_from_env``.
+    """Entry point for ASGI servers: ``uvicorn --factory --no-proxy-headers
+    cdrhub.app:app_from_env`` (without ``--no-proxy-headers`` uvicorn believes
+    ``X-Forwarded-For`` from any loopback client before cdrhub sees the request).
 
     Also what each ``cdrhub serve --workers N`` process runs, so it sets up logging the way
     ``serve`` does when nothing else has.
