@@ -132,6 +132,24 @@ def test_quarantine_show_unknown_entry(settings: Settings) -> None:
     assert result.exit_code == 1 and "cdrhub quarantine list" in result.output
 
 
+def test_quarantine_ids_and_limits_past_64_bits(settings: Settings, store: Store) -> None:
+    """An id or a limit no 64-bit column can hold is "no such entry" or all entries, not a
+    driver traceback; a limit below 1 is a usage error naming the option."""
+    from cdrhub.store import Rejected
+
+    store.quarantine(Rejected(body=b"{", status=400, reason="bad_json", detail={}))
+    env = db_env(settings)
+    for entry in (str(2**70), str(2**63), "-1"):
+        for command in ("show", "replay"):
+            result = CliRunner().invoke(main, ["quarantine", command, "--", entry], env=env)
+            assert result.exit_code == 1, (command, entry, result.output)
+            assert f"no quarantine entry #{entry}" in result.output
+    listed = run("quarantine", "list", "--limit", str(2**70), env=env)
+    assert listed.exit_code == 0 and "bad_json" in listed.output
+    refused = CliRunner().invoke(main, ["quarantine", "list", "--limit", "-5"], env=env)
+    assert refused.exit_code == 2 and "--limit" in refused.output
+
+
 def test_send_posts_the_vendor_example_to_a_real_server(
     serve: Callable[..., Server], settings: Settings
 ) -> None:
