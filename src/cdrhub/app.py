@@ -499,7 +499,9 @@ async def _prune_outbox(store: Store, settings: Settings) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """Entry point for ASGI servers: ``uvicorn --factory cdrhub.app:app_from_env``.
+    """Entry point for ASGI servers: ``uvicorn --factory --no-proxy-headers
+    cdrhub.app:app_from_env`` (without ``--no-proxy-headers`` uvicorn believes
+    ``X-Forwarded-For`` from any loopback client before cdrhub sees the request).
 
     Also what each ``cdrhub serve --workers N`` process runs, so it sets up logging the way
     ``serve`` does when nothing else has.

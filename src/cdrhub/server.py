@@ -31,6 +31,11 @@ def run(settings: Settings) -> None:
         "access_log": False,  # cdrhub logs each push (call id and outcome) itself
         "http": DeclineH2CHttpToolsProtocol,
         "server_header": False,
+        # uvicorn would otherwise rewrite the peer from X-Forwarded-For sent by any loopback
+        # client (its default forwarded_allow_ips), so every local process, or a proxy passing
+        # the header through, could choose its address. cdrhub decides the address itself,
+        # believing the header only from CDRHUB_TRUSTED_PROXIES (cdrhub.guard.client_address).
+        "proxy_headers": False,
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
     }
     # uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal so the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -374,6 +375,25 @@ class Settings(BaseSettings):
         """Where the generated token lives when ``tokens`` is not configured."""
         return self.data_dir / "token"
 
+    @property
+    def session_key_file(self) -> Path:
+        """Where the generated session secret lives when ``session_secret`` is not set."""
+        return self.data_dir / "session.key"
+
+    def origin(self, name: str) -> str:
+        """Which source set the setting ``name``: the environment, the config file (its
+        path), or the command line; for saying where a secret in effect comes from without
+        showing it. Only meaningful for a setting that has a value."""
+        variable = f"CDRHUB_{name.upper()}"
+        if any(k.upper() == variable and v.strip() for k, v in os.environ.items()):
+            return f"the environment ({variable})"
+        toml_file = type(self).model_config.get("toml_file")
+        if isinstance(toml_file, str | Path) and Path(toml_file).is_file():
+            with Path(toml_file).open("rb") as handle:
+                if name in tomllib.load(handle):
+                    return f"the config file {Path(toml_file).resolve()} ({name})"
+        return "the command line"
+
     def as_environment(self) -> dict[str, str]:
         """These settings as ``CDRHUB_*`` variables, for worker processes to read back."""
         env = {}
@@ -390,27 +410,57 @@ class Settings(BaseSettings):
         return env
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings as plain values, secrets replaced by a mask."""
+        """The effective settings as plain values, every secret replaced by a mask.
+
+        Every ``SecretStr`` field is masked, whatever its name, so a new secret setting
+        cannot be printed by forgetting a list; URLs lose their passwords.
+        """
         values = self.model_dump(mode="json")
-        values["tokens"] = [mask_secret(t.get_secret_value()) for t in self.tokens]
-        for name in _SECRETS:
-            if getattr(self, name) is not None:
-                values[name] = mask_secret(getattr(self, name).get_secret_value())
-        values["database_url"] = mask_url(self.database_url)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                values[name] = mask_secret(value.get_secret_value())
+            elif isinstance(value, list) and any(isinstance(v, SecretStr) for v in value):
+                values[name] = [mask_secret(v.get_secret_value()) for v in value]
+        for name in ("database_url", "public_url", "nxcc_gateway"):
+            if values[name] is not None:
+                values[name] = mask_url(values[name])
         return values
 
 
 _SECRETS = ("metrics_token", "session_secret", "nxcc_access_key", "nxcc_access_secret")
 
+#: What any secret is shown as: none of its characters, not even its length.
+MASK = "********"
+
 
 def mask_secret(secret: str) -> str:
-    """Show only enough of a secret to tell two apart: its last two characters."""
-    return "*" * 8 + secret[-2:] if len(secret) > 8 else "*" * 8
+    """A secret as it may be shown: :data:`MASK`, nothing of the secret itself (its last
+    characters would narrow a guess, and tell an onlooker which token is in use)."""
+    del secret
+    return MASK
 
 
 def mask_url(url: str) -> str:
-    """Hide the password in a database URL (``postgresql://user:***@host/db``)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """Hide the password in a URL (``postgresql://user:***@host/db``) and the values of query
+    parameters that carry one (``?password=``, ``sslpassword=``, ``...secret=``, ``token=``).
+
+    The user part ends at the *last* ``@`` before the query: a password with an unencoded
+    ``@`` or ``/`` in it is then hidden whole, not cut at its own ``@``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    head, question, query = rest.partition("?")
+    at = head.rfind("@")
+    if at >= 0:
+        user, colon, _ = head[:at].partition(":")
+        head = f"{user}{':***' if colon else ''}{head[at:]}"
+    query = _SECRET_QUERY.sub(r"\1***", query)
+    return f"{scheme}{sep}{head}{question}{query}"
+
+
+_SECRET_QUERY = re.compile(r"((?:^|&)[^=&]*(?:password|secret|token)[^=&]*=)[^&]*", re.I)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -41,15 +41,62 @@ def test_serve_refuses_an_outdated_schema(tmp_path: Path) -> None:
 
 
 def test_config_masks_secrets(tmp_path: Path) -> None:
-    """`config` prints the effective settings without revealing tokens or passwords."""
+    """`config` prints the effective settings without one character of any secret: no
+    token's last characters, no password in any URL (even with an `@` in it, or in the
+    query), no NXCC key or secret, no metrics token, no session secret."""
+    secrets = {
+        "CDRHUB_TOKENS": "supersecret-token-qXa,other-secret-token-qXb",
+        "CDRHUB_METRICS_TOKEN": "metrics-token-qXc",
+        "CDRHUB_SESSION_SECRET": "session-secret-qXd",
+        "CDRHUB_NXCC_ACCESS_KEY": "nxcc-key-qXe",
+        "CDRHUB_NXCC_ACCESS_SECRET": "nxcc-secret-qXf",
+    }
     env = {
-        "CDRHUB_TOKENS": "supersecret-token-aa,other-secret-token-bb",
-        "CDRHUB_DATABASE_URL": "postgresql://cdr:hunter2@db.example:5432/cdrhub",
+        **secrets,
+        "CDRHUB_DATABASE_URL": "postgresql://cdr:hun@ter2qXg@db.example:5432/cdrhub"
+        "?sslmode=require&sslpassword=keypass-qXh",
+        "CDRHUB_PUBLIC_URL": "https://ops:proxy-pass-qXi@cdr.example",
+        "CDRHUB_DATA_DIR": str(tmp_path / "data"),
     }
     result = run("config", env=env)
     assert result.exit_code == 0
-    assert "supersecret" not in result.output and "hunter2" not in result.output
-    assert "********aa" in result.output and "cdr:***@db.example" in result.output
+    assert "qX" not in result.output and "hun" not in result.output
+    for name in ("metrics_token", "session_secret", "nxcc_access_key", "nxcc_access_secret"):
+        assert f'\n{name} = "********"\n' in result.output
+    assert 'tokens = ["********", "********"]' in result.output
+    assert 'database_url = "postgresql://cdr:***@db.example:5432/cdrhub' in result.output
+    assert "sslmode=require&sslpassword=***" in result.output
+    assert 'public_url = "https://ops:***@cdr.example"' in result.output
+
+
+def test_config_says_which_tokens_are_in_effect(tmp_path: Path) -> None:
+    """`tokens = []` while data/token is what pushes must carry: `config` says so, with the
+    file's path, and with the environment or a config file, says that one wins."""
+    data = tmp_path / "data"
+    base = {"CDRHUB_TOKENS": "", "CDRHUB_DATA_DIR": str(data)}
+    assert "# tokens in effect: none yet: `cdrhub serve` generates one into " + str(
+        (data / "token").resolve()
+    ) in run("config", env=base).output
+    data.mkdir()
+    (data / "token").write_text("from-the-file-token-qXj\n")
+    (data / "session.key").write_text("from-the-file-session-qXk\n")
+    shown = run("config", env=base).output
+    assert "tokens = []" in shown and "qX" not in shown
+    assert f"# tokens in effect: 1 token from the token file {(data / 'token').resolve()}" in shown
+    assert f"# session_secret in effect: from the file {(data / 'session.key').resolve()}" in shown
+    config = tmp_path / "cdrhub.toml"
+    config.write_text('tokens = ["from-the-config-qXl"]\n')
+    # An empty CDRHUB_TOKENS would win over the file's tokens: unset it.
+    unset: dict[str, str | None] = {**base, "CDRHUB_TOKENS": None}
+    configured = CliRunner().invoke(main, ["config", "--config", str(config)], env=unset)
+    assert "qX" not in configured.output
+    assert (
+        f"# tokens in effect: 1 token from the config file {config.resolve()} (tokens); "
+        f"{(data / 'token').resolve()} is not used"
+    ) in configured.output
+    environment = run("config", "--config", str(config), env={**base, "CDRHUB_TOKENS": "a-qXm"})
+    assert "qX" not in environment.output
+    assert "# tokens in effect: 1 token from the environment (CDRHUB_TOKENS)" in environment.output
 
 
 def test_settings_come_from_a_toml_file_and_env_wins(tmp_path: Path) -> None:
@@ -118,6 +165,24 @@ def test_quarantine_show_unknown_entry(settings: Settings) -> None:
     """Asking for an entry that does not exist says how to find the right one."""
     result = CliRunner().invoke(main, ["quarantine", "show", "999"], env=db_env(settings))
     assert result.exit_code == 1 and "cdrhub quarantine list" in result.output
+
+
+def test_quarantine_ids_and_limits_past_64_bits(settings: Settings, store: Store) -> None:
+    """An id or a limit no 64-bit column can hold is "no such entry" or all entries, not a
+    driver traceback; a limit below 1 is a usage error naming the option."""
+    from cdrhub.store import Rejected
+
+    store.quarantine(Rejected(body=b"{", status=400, reason="bad_json", detail={}))
+    env = db_env(settings)
+    for entry in (str(2**70), str(2**63), "-1"):
+        for command in ("show", "replay"):
+            result = CliRunner().invoke(main, ["quarantine", command, "--", entry], env=env)
+            assert result.exit_code == 1, (command, entry, result.output)
+            assert f"no quarantine entry #{entry}" in result.output
+    listed = run("quarantine", "list", "--limit", str(2**70), env=env)
+    assert listed.exit_code == 0 and "bad_json" in listed.output
+    refused = CliRunner().invoke(main, ["quarantine", "list", "--limit", "-5"], env=env)
+    assert refused.exit_code == 2 and "--limit" in refused.output
 
 
 def test_send_posts_the_vendor_example_to_a_real_server(

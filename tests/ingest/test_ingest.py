@@ -449,6 +449,37 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(settings: Settings)
     assert guard.client(direct) == "192.0.2.9" and not guard.allowed("192.0.2.9")
 
 
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("192.0.2.9", ["6.6.6.6"], "192.0.2.9"),  # not our proxy: the header is anyone's
+        ("10.0.0.2", [], "10.0.0.2"),  # our proxy, nothing forwarded: the proxy itself
+        ("10.0.0.2", ["6.6.6.6, 198.51.100.7"], "198.51.100.7"),
+        ("10.0.0.2", ["6.6.6.6", "198.51.100.7"], "198.51.100.7"),  # two lines are one list
+        ("10.0.0.2", ["198.51.100.7", "10.3.3.3"], "198.51.100.7"),  # a trusted hop skipped
+        ("10.0.0.2", ["6.6.6.6, junk"], "10.0.0.2"),  # not an address: stop at who passed it
+        ("10.0.0.2", ["6.6.6.6, junk, 10.3.3.3"], "10.3.3.3"),
+        ("10.0.0.2", ["6.6.6.6, 10.4.4.4, 10.3.3.3"], "6.6.6.6"),  # all trusted up to there
+        ("10.0.0.2", [" , 198.51.100.7 ,"], "198.51.100.7"),
+        ("10.0.0.2", ["198.51.100.7:4711"], "198.51.100.7"),
+        ("10.0.0.2", ["[2001:DB8::7]:4711"], "2001:db8::7"),
+        ("10.0.0.2", ["::FFFF:198.51.100.7"], "198.51.100.7"),
+        ("::ffff:10.0.0.2", ["198.51.100.7"], "198.51.100.7"),  # a dual-stack listener's peer
+        ("2001:DB8::1", [], "2001:db8::1"),
+    ],
+)
+def test_the_sender_address_is_read_right_to_left_and_written_one_way(
+    peer: str, forwarded: list[str], expected: str
+) -> None:
+    """One spelling per address, so no brake or allowlist is passed by writing it another
+    way; right to left through our proxies only, as each appended what it saw."""
+    from cdrhub.ingest import client_address, networks
+
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+    scope = {"client": (peer, 5000), "headers": [(b"host", b"x"), *headers]}
+    assert client_address(scope, networks(["10.0.0.0/8"])) == expected
+
+
 def test_repeated_wrong_tokens_are_braked_but_valid_ones_pass(settings: Settings) -> None:
     """After the limit, wrong tokens get 429 with Retry-After; the right token still gets 200."""
     with _app_client(settings, auth_failure_limit=3) as client:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cdrhub.cdr import VENDOR_EXAMPLE
@@ -235,3 +236,80 @@ def test_sigterm_lets_an_in_flight_push_finish(serve: Callable[..., Server], sto
     assert server.process.wait(timeout=20) == 0
     row = store.get_call("in-flight")
     assert row is not None and row["delivery_count"] == 1
+
+
+class TestForwardedFor:
+    """The sender's address on a real server: uvicorn's own X-Forwarded-For handling (which
+    believes loopback by default) runs only there, so a TestClient could not show it. Every
+    request here comes from 127.0.0.1 and says it is someone else."""
+
+    PROXY = "127.0.0.1/32"
+
+    @staticmethod
+    def _push(server: Server, token: str, forwarded: list[str], body: bytes | None = None) -> int:
+        headers = [("token", token), ("Content-Type", "application/json")]
+        headers += [("X-Forwarded-For", value) for value in forwarded]
+        content = body if body is not None else VENDOR_BODY.encode()
+        return httpx.post(f"{server.url}/cc/callback", content=content, headers=headers).status_code
+
+    @staticmethod
+    def _clients(server: Server) -> list[str]:
+        """The ``client`` of every push line the server logged (JSON log format)."""
+        text = server.log.read_text().splitlines()
+        lines = [json.loads(line) for line in text if line.startswith("{")]
+        return [line["client"] for line in lines if "client" in line]
+
+    def test_without_trusted_proxies_the_header_changes_nothing(
+        self, serve: Callable[..., Server], store: Store
+    ) -> None:
+        """Rotating X-Forwarded-For meets the token brake all the same, and the quarantine
+        and the log record the peer, not what the header claims."""
+        server = serve(CDRHUB_AUTH_FAILURE_LIMIT="5", CDRHUB_LOG_FORMAT="json")
+        statuses = [self._push(server, "wrong", [f"203.0.113.{i}"]) for i in range(8)]
+        assert statuses == [401] * 5 + [429] * 3
+        assert self._push(server, TOKEN, ["198.51.100.66"], b"{not json") == 400
+        [entry] = store.quarantined()
+        assert entry["remote_addr"] == "127.0.0.1"
+        assert set(self._clients(server)) == {"127.0.0.1"}
+
+    def test_with_a_trusted_proxy_only_the_address_it_saw_counts(
+        self, serve: Callable[..., Server], store: Store
+    ) -> None:
+        """Behind our proxy each sender has its own brake; what a sender writes left of the
+        proxy's entry is ignored (right to left, trusted hops skipped)."""
+        server = serve(
+            CDRHUB_AUTH_FAILURE_LIMIT="5",
+            CDRHUB_LOG_FORMAT="json",
+            CDRHUB_TRUSTED_PROXIES=self.PROXY,
+        )
+        assert [self._push(server, "wrong", [f"203.0.113.{i}"]) for i in range(8)] == [401] * 8
+        spoofed = [self._push(server, "wrong", [f"6.6.6.{i}, 192.0.2.7"]) for i in range(8)]
+        assert spoofed == [401] * 5 + [429] * 3
+        # Two header lines are one list; a trusted hop on the right is skipped.
+        assert self._push(server, "wrong", ["6.6.6.6", "192.0.2.7, 127.0.0.1"]) == 429
+        assert self._push(server, "wrong", ["192.0.2.8"]) == 401
+        assert self._push(server, TOKEN, ["1.1.1.1, [2001:DB8::9]:4711"], b"{not json") == 400
+        [entry] = store.quarantined()
+        assert entry["remote_addr"] == "2001:db8::9"
+        logged = self._clients(server)
+        assert "2001:db8::9" in logged and "192.0.2.7" in logged and "6.6.6.0" not in logged
+
+    @pytest.mark.parametrize("trusted", [False, True], ids=["no-proxy", "trusted-proxy"])
+    def test_the_allowlist_admits_only_the_address_that_connected(
+        self, serve: Callable[..., Server], store: Store, trusted: bool
+    ) -> None:
+        """CDRHUB_ALLOWED_IPS=10.9.9.9: a header naming it lets a push in only when our own
+        proxy wrote that entry."""
+        env = {"CDRHUB_ALLOWED_IPS": "10.9.9.9"}
+        if trusted:
+            env["CDRHUB_TRUSTED_PROXIES"] = self.PROXY
+        server = serve(**env)
+        assert self._push(server, TOKEN, []) == 403  # loopback itself is not allowed
+        assert self._push(server, TOKEN, ["10.9.9.9, 6.6.6.6"]) == 403
+        assert self._push(server, TOKEN, ["10.9.9.9", "6.6.6.6"]) == 403
+        assert self._push(server, TOKEN, ["10.9.9.9, not-an-address"]) == 403
+        assert store.count_calls() == 0
+        expected = 200 if trusted else 403
+        assert self._push(server, TOKEN, ["10.9.9.9"]) == expected
+        assert self._push(server, TOKEN, ["6.6.6.6, 10.9.9.9, 127.0.0.1"]) == expected
+        assert store.count_calls() == (1 if trusted else 0)

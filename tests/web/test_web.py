@@ -330,6 +330,30 @@ class TestSignInOnARealServer:
         assert attempt("ann", PASSWORD, "203.0.113.9") == 429
         assert attempt("ann", PASSWORD, "198.51.100.7") == 303
 
+    @pytest.mark.parametrize("trusted", [False, True], ids=["no-proxy", "trusted-proxy"])
+    def test_a_forged_forwarded_for_does_not_escape_the_brake(
+        self, serve: Callable[..., Server], store: Store, trusted: bool
+    ) -> None:
+        """A guesser who writes a new X-Forwarded-For each time is still one address: the
+        peer without trusted proxies, or the entry our proxy appended (the right-most) with
+        one. So the right password from a "new" address is still braked."""
+        users.create(store, "ann", "viewer", PASSWORD)
+        server = serve(**({"CDRHUB_TRUSTED_PROXIES": "127.0.0.1/32"} if trusted else {}))
+        jar, token = self._form(server)
+        real = ", 203.0.113.9" if trusted else ""
+
+        def attempt(name: str, password: str, forged: str) -> int:
+            return httpx.post(
+                server.url + "/login",
+                data={"name": name, "password": password, "csrf": token},
+                cookies=jar,
+                headers={"X-Forwarded-For": forged + real},
+            ).status_code
+
+        sprayed = [attempt(f"guess{i}", "wrong", f"10.0.{i}.1") for i in range(25)]
+        assert sprayed == [401] * ATTEMPTS_PER_ADDRESS + [429] * (25 - ATTEMPTS_PER_ADDRESS)
+        assert attempt("ann", PASSWORD, "10.99.99.99") == 429
+
 
 class TestHeaders:
     def test_pages_forbid_inline_scripts_and_framing(self, client: TestClient) -> None:
@@ -1042,3 +1066,133 @@ def test_times_and_buckets_follow_the_call_center_zone(
         assert [g["key"]["hour"] for g in hourly] == ["2026-11-25T00:00+08:00"]
         before = shanghai.get("/?range=custom&from=2026-11-24&to=2026-11-24").text
         assert _visible_kpis(before)["calls"] == "0"
+
+
+#: Numbers no parameter should choke on: past 64 bits, negative, not numbers at all.
+HOSTILE_NUMBERS = (
+    str(2**70), str(-(2**70)), str(2**63), str(2**63 - 1), "-1", "0", "abc", "1e400", "nan",
+    "9" * 400, "１２",
+)  # fmt: skip
+
+
+def _routes(routes: list[Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every FastAPI route of the app, with its full path (routers included)."""
+    from fastapi.routing import APIRoute
+
+    found: list[tuple[str, Any]] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append((prefix + route.path, route))
+        elif hasattr(route, "original_router"):  # an included router
+            found += _routes(route.original_router.routes, prefix + route.include_context.prefix)
+    return found
+
+
+def _declared(dependant: Any) -> list[tuple[str, str]]:
+    """(where, name) of every parameter a route declares, its dependencies' included."""
+    found = [
+        (where, field.alias)
+        for where in ("path", "query", "body")
+        for field in getattr(dependant, f"{where}_params")
+    ]
+    for sub in dependant.dependencies:
+        found += _declared(sub)
+    return found
+
+
+class TestHostileNumbers:
+    """Every parameter of every route (the API's and the dashboard's, declared or read from
+    the query string), with numbers too big for a 64-bit column, negative ones and words:
+    answered 404 or 422 (or the page as usual), never 500, on both databases."""
+
+    #: Session-changing forms, driven in TestSignIn: here they would sign the sweep out.
+    SKIPPED = {("POST", "/login"), ("POST", "/logout")}
+
+    def test_no_parameter_value_makes_a_500(
+        self, client: TestClient, store: Store, push: Push, sign_in: SignIn, api_key: str
+    ) -> None:
+        from cdrhub.web.routes import _CALL_PARAMS, _OVERVIEW_PARAMS
+
+        assert push(call("c-1", _utc(_now_ms(5)))).status_code == 200
+        store.quarantine(Rejected(body=b"{", status=400, reason="bad_json", detail={}))
+        sign_in()
+        csrf = _csrf(client.get("/quarantine").text)
+        # Pages that read request.query_params themselves declare nothing to FastAPI.
+        undeclared = {
+            "/": _OVERVIEW_PARAMS, "/overview/live": _OVERVIEW_PARAMS,
+            "/calls": _CALL_PARAMS, "/calls/rows": _CALL_PARAMS, "/calls/export": _CALL_PARAMS,
+        }  # fmt: skip
+        tried: set[tuple[str, str, str]] = set()
+        failures = []
+        for path, route in _routes(client.app.routes):  # type: ignore[attr-defined]
+            params = _declared(route.dependant)
+            params += [("query", name) for name in sorted(undeclared.get(path, ()))]
+            for method in route.methods - {"HEAD"}:
+                if (method, path) in self.SKIPPED:
+                    continue
+                for where, name in params:
+                    if name == "csrf":
+                        continue
+                    tried.add((method, path, name))
+                    for value in HOSTILE_NUMBERS:
+                        answer = self._send(client, method, path, where, name, value, csrf, api_key)
+                        status = answer.status_code
+                        if status >= 500 or (
+                            path.startswith("/api/") and status >= 400
+                            and set(answer.json()) != {"error", "detail", "fields"}
+                        ):  # fmt: skip
+                            failures.append((method, path, name, value[:30], status))
+        assert not failures
+        # The sweep reached what the issue named (a route that vanished would shrink it).
+        expected = {
+            ("POST", "/api/quarantine/{entry_id}/replay", "entry_id"),
+            ("POST", "/quarantine/replay", "entry"),
+            ("GET", "/calls/rows", "after"), ("GET", "/api/calls", "limit"),
+            ("GET", "/calls", "cursor"), ("GET", "/api/stats", "sl_seconds"),
+        }  # fmt: skip
+        assert expected <= tried and len(tried) > 80
+
+    @staticmethod
+    def _send(
+        client: TestClient,
+        method: str,
+        path: str,
+        where: str,
+        name: str,
+        value: str,
+        csrf: str,
+        api_key: str,
+    ) -> httpx.Response:
+        """One request with ``value`` as ``name``, other path parameters a plain word."""
+        from urllib.parse import quote
+
+        url = re.sub(
+            r"\{(\w+)(?::path)?\}",
+            lambda m: quote(value, safe="") if m[1] == name and where == "path" else "x",
+            path,
+        )
+        headers = {"Authorization": f"Bearer {api_key}"} if path.startswith("/api/") else {}
+        if method == "GET":
+            query = {name: value} if where == "query" else {}
+            return client.get(url, params=query, headers=headers, follow_redirects=False)
+        form = {"csrf": csrf, **({name: value} if where == "body" else {})}
+        query = {name: value} if where == "query" else {}
+        return client.post(url, data=form, params=query, headers=headers, follow_redirects=False)
+
+    @pytest.mark.parametrize("entry", [str(2**70), str(2**63), "-1", "0"])
+    def test_replaying_an_id_no_entry_can_have_is_404(
+        self, client: TestClient, store: Store, sign_in: SignIn, api_key: str, entry: str
+    ) -> None:
+        """The issue's case: an id past 64 bits (or below 1) names no entry, on the API and
+        the dashboard's replay form alike; a word is 422 naming the field."""
+        store.quarantine(Rejected(body=b"{", status=400, reason="bad_json", detail={}))
+        bearer = {"Authorization": f"Bearer {api_key}"}
+        answer = client.post(f"/api/quarantine/{entry}/replay", headers=bearer)
+        assert answer.status_code == 404 and answer.json()["error"] == "not_found"
+        word = client.post("/api/quarantine/abc/replay", headers=bearer)
+        assert word.status_code == 422 and word.json()["fields"][0]["field"] == "entry_id"
+        sign_in()
+        csrf = _csrf(client.get("/quarantine").text)
+        page = client.post("/quarantine/replay", data={"csrf": csrf, "entry": entry})
+        assert page.status_code == 404 and f"#{entry}" in page.text
+        assert store.quarantined()[0]["replayed_at"] is None  # nothing was replayed

@@ -25,7 +25,13 @@ def quarantine_group() -> None:
 
 @quarantine_group.command("list")
 @click.option("--all", "include_replayed", is_flag=True, help="Include entries already replayed.")
-@click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="How many entries, newest first.",
+)
 @settings_options
 def quarantine_list(settings: Settings, include_replayed: bool, limit: int) -> None:
     """List quarantined bodies, newest first.

@@ -11,7 +11,7 @@ import click
 import httpx
 
 from cdrhub import __version__, cdr
-from cdrhub.ingest import accepted_tokens
+from cdrhub.ingest import accepted_tokens, session_secret_source, token_source
 from cdrhub.ops import configure_logging
 from cdrhub.settings import Settings, mask_secret, mask_url
 
@@ -61,7 +61,7 @@ def _print_banner(settings: Settings, tokens: list[str], generated: bool) -> Non
     for path in settings.callback_paths:
         out.print(f"  URL:   [bold]{base.rstrip('/')}{path}[/]")
     if settings.tokens:
-        shown = ", ".join(mask_secret(t) for t in tokens) + "  (from CDRHUB_TOKENS)"
+        shown = ", ".join(mask_secret(t) for t in tokens) + f"  ({token_source(settings)})"
     else:
         note = "generated now, saved in" if generated else "from"
         shown = f"{tokens[0]}  ({note} {settings.token_file})"
@@ -122,9 +122,17 @@ def send(settings: Settings, file: Any, url: str | None, token: str | None, new_
 def config(settings: Settings) -> None:
     """Print the effective settings (secrets masked) as TOML-style lines.
 
+    No character of a secret is shown. Comments say where the push tokens and the session
+    secret in effect come from: the environment, a config file, or a file under data_dir.
+
     \b
     Example:
         CDRHUB_CONFIG=/etc/cdrhub.toml cdrhub config
     """
+    # Secrets in effect that no setting shows (a generated token or session key lives in a
+    # file), as TOML comments: where each comes from, never a character of it.
+    sources = {"tokens": token_source, "session_secret": session_secret_source}
     for name, value in settings.masked().items():
         click.echo(f"{name} = {json.dumps(value, ensure_ascii=False)}")
+        if name in sources:
+            click.echo(f"# {name} in effect: {sources[name](settings)}")

@@ -18,6 +18,8 @@ from cdrhub.ingest.tokens import (
     create_token_file,
     new_token,
     read_token_file,
+    session_secret_source,
+    token_source,
     write_token_file,
 )
 from cdrhub.ingest.writer import BatchWriter
@@ -38,5 +40,7 @@ __all__ = [
     "read_token_file",
     "replay",
     "replay_all",
+    "session_secret_source",
+    "token_source",
     "write_token_file",
 ]

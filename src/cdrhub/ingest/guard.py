@@ -9,6 +9,7 @@ attacker keeps delivering. ``X-Forwarded-For`` is believed only from configured 
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -25,22 +26,57 @@ def networks(cidrs: Iterable[str]) -> list[Network]:
 
 
 def client_address(scope: dict[str, Any], trusted_proxies: list[Network]) -> str:
-    """Who connected: the peer, or, when the peer is a trusted proxy, what it says in
-    ``X-Forwarded-For`` (the dashboard's sign-in brake counts by this address too)."""
+    """The one answer to "who sent this request", for every brake, the allowlist, the
+    quarantine's record and the logs: the peer, or, when the peer is a trusted proxy, the
+    address that proxy saw (``X-Forwarded-For`` read right to left, trusted hops skipped).
+
+    The server must hand us the real peer: ``cdrhub serve`` turns uvicorn's own proxy-header
+    handling off (see :mod:`cdrhub.server`), because uvicorn believes ``X-Forwarded-For`` from
+    loopback by default, and then any local client could choose its address.
+    """
     peer = scope.get("client")
-    address = peer[0] if peer else ""
+    address = _canonical(peer[0]) if peer else None
+    if address is None:
+        return peer[0] if peer else ""
     if not trusted_proxies or not _within(address, trusted_proxies):
         return address
-    forwarded = b""
-    for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
-            forwarded = value
-    # The right-most address that is not one of our proxies is the one that connected.
+    # Several header lines mean one comma-separated list, in order (RFC 9110, 5.3); a proxy
+    # that adds its own line instead of appending to the client's is thus read right too.
+    forwarded = b",".join(v for name, v in scope["headers"] if name == b"x-forwarded-for")
+    # Each trusted hop appended the address it saw, so the right-most entry that is not one of
+    # ours is the one that connected to our first proxy; what is left of it, anyone wrote.
     for hop in reversed(forwarded.decode("latin-1").split(",")):
         hop = hop.strip()
-        if hop and not _within(hop, trusted_proxies):
-            return hop
+        if not hop:
+            continue
+        seen = _canonical(hop)
+        if seen is None:
+            # Not an address: no proxy of ours wrote it, so stop at the hop that passed it on.
+            return address
+        if not _within(seen, trusted_proxies):
+            return seen
+        address = seen
     return address
+
+
+#: A hop as proxies write it: an address, ``[v6]``, ``[v6]:port`` or ``v4:port``.
+_HOP = re.compile(r"\[(?P<v6>[^\]]+)\](?::\d{1,5})?|(?P<v4>[0-9.]+):\d{1,5}")
+
+
+def _canonical(text: str) -> str | None:
+    """The address in its one spelling (``::FFFF:10.0.0.1`` is ``10.0.0.1``, ``2001:DB8::1``
+    is ``2001:db8::1``), so no brake or allowlist can be passed by writing it another way;
+    None when ``text`` is not an address."""
+    match = _HOP.fullmatch(text)
+    if match:
+        text = match["v6"] or match["v4"]
+    try:
+        ip: Address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
 
 
 def _within(address: str, nets: list[Network]) -> bool:

@@ -66,3 +66,31 @@ def accepted_tokens(settings: Settings, *, generate: bool = False) -> tuple[list
         return stored, False
     created = create_token_file(settings.token_file, [new_token()])
     return created, True
+
+
+def token_source(settings: Settings) -> str:
+    """Which tokens a push may carry, said without any of a token: how many, and where they
+    come from (the environment, the config file, or the token file and its path). ``cdrhub
+    config`` prints this, since ``tokens = []`` alone hides that the token file is in use."""
+    if settings.tokens:
+        count = len(settings.tokens)
+        return (
+            f"{count} token{'s' if count != 1 else ''} from {settings.origin('tokens')}; "
+            f"{settings.token_file.resolve()} is not used"
+        )
+    path = settings.token_file.resolve()
+    stored = read_token_file(settings.token_file)
+    if stored:
+        count = len(stored)
+        return f"{count} token{'s' if count != 1 else ''} from the token file {path}"
+    return f"none yet: `cdrhub serve` generates one into {path}"
+
+
+def session_secret_source(settings: Settings) -> str:
+    """Where the dashboard's session secret comes from, without showing it."""
+    if settings.session_secret is not None:
+        return f"from {settings.origin('session_secret')}"
+    path = settings.session_key_file.resolve()
+    if read_token_file(settings.session_key_file):
+        return f"from the file {path}"
+    return f"none yet: `cdrhub serve` generates one into {path}"

@@ -25,6 +25,9 @@ from cdrhub.store.schema import calls, quarantine, raw_pushes
 
 log = logging.getLogger(__name__)
 
+#: The largest id a row can have (the id columns are 64-bit; both databases count from 1).
+MAX_ROW_ID = 2**63 - 1
+
 
 class Store:
     """The database behind cdrhub. Thread-safe; the writer thread and readers share it."""
@@ -170,7 +173,8 @@ class Store:
     def quarantined(
         self, *, limit: int = 50, include_replayed: bool = False
     ) -> list[dict[str, Any]]:
-        """Quarantined bodies, newest first."""
+        """Quarantined bodies, newest first (``limit`` beyond what the table can hold is all)."""
+        limit = max(0, min(limit, MAX_ROW_ID))  # the drivers bind 64-bit integers at most
         query = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
         if not include_replayed:
             query = query.where(quarantine.c.replayed_at.is_(None))
@@ -178,7 +182,14 @@ class Store:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def quarantine_entry(self, entry_id: int) -> dict[str, Any] | None:
-        """One quarantined body with everything kept about it."""
+        """One quarantined body with everything kept about it; None when there is none.
+
+        An id no 64-bit key can hold (``2**70`` from a URL) has no entry: it is answered
+        here, as the drivers cannot even bind it (SQLite raises OverflowError, PostgreSQL
+        refuses the comparison), which would otherwise reach the caller as a 500.
+        """
+        if not 1 <= entry_id <= MAX_ROW_ID:
+            return None
         with self.read_engine.connect() as conn:
             row = (
                 conn.execute(select(quarantine).where(quarantine.c.id == entry_id))

@@ -50,7 +50,7 @@ def session_secret(settings: Settings) -> str:
     """
     if settings.session_secret is not None:
         return settings.session_secret.get_secret_value()
-    path = Path(settings.data_dir) / "session.key"
+    path = settings.session_key_file
     stored = read_token_file(path)
     if stored:
         return stored[0]
