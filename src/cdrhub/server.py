@@ -47,7 +47,16 @@ def run(settings: Settings) -> None:
         uvicorn.run(create_app(settings), **options)
     else:
         os.environ.update(settings.as_environment())
-        uvicorn.run("cdrhub.app:app_from_env", factory=True, workers=settings.workers, **options)
+        # uvicorn kills a worker that has not answered its health check within 5 s, and a
+        # worker still importing cannot answer: on a busy machine (a backup, a report) that
+        # restarts workers in a loop. 60 s still catches a worker that really hangs.
+        uvicorn.run(
+            "cdrhub.app:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            timeout_worker_healthcheck=60,
+            **options,
+        )
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
