@@ -317,6 +317,23 @@ def _honest_close(wire: Wire, response: Response) -> None:
         assert [r.body for r in wire.all_responses()] == [HEALTHY], response
 
 
+def test_an_app_error_500_keeps_the_connection_or_says_close(
+    serve: Callable[..., Server], store: Store, api_key: str
+) -> None:
+    """A read that fails (its table renamed away under the server) is a 500 on a sound socket."""
+    server = serve()
+    with store.write_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE calls RENAME TO calls_away"))
+    wire = Wire(server)
+    wire.send(b"GET /api/calls HTTP/1.1\r\nHost: s\r\nAuthorization: Bearer %s\r\n\r\n" % (
+        api_key.encode()
+    ))
+    response = wire.response()
+    assert response is not None and response.status == 500, response
+    assert json.loads(response.body)["error"] == "internal_error"
+    _honest_close(wire, response)
+
+
 def test_every_push_error_response_is_honest_about_the_connection(
     serve: Callable[..., Server], store: Store
 ) -> None:
