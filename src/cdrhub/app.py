@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from cdrhub import __version__, cdr
 from cdrhub.api import api_router
@@ -80,7 +80,23 @@ class CdrhubApp(FastAPI):
         ):
             await self.callback(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        answered = False
+
+        async def send_noting_the_end(message: Message) -> None:
+            nonlocal answered
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+
+        try:
+            await super().__call__(scope, receive, send_noting_the_end)
+        except Exception:
+            # Starlette re-raises an error after its handler (`_unexpected`, which logs it) has
+            # sent the whole 500, "for the server to log"; uvicorn then closes the connection,
+            # after a response that did not say `Connection: close`, so a keep-alive sender's
+            # next request on it is reset. The answer is complete, so the connection is sound.
+            if not answered:
+                raise
 
 
 def create_app(settings: Settings) -> FastAPI:

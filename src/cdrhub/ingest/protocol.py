@@ -1,50 +1,89 @@
-"""The HTTP protocol cdrhub serves with: uvicorn's httptools one, with the fix real senders need.
+"""The HTTP protocol cdrhub serves with: uvicorn's httptools one, with the framing fixes a
+public receiver needs.
 
 uvicorn's fast parser (httptools/llhttp) treats any request carrying ``Connection: Upgrade``
 and ``Upgrade: ...`` as "no body follows": httptools tells llhttp to skip the body when the
 upgrade flag is set, and uvicorn then ignores the upgrade it does not support. The JDK's
 ``java.net.http.HttpClient`` with default settings offers ``Upgrade: h2c`` on every request to an
-``http://`` URL, so every push from such a sender would arrive with an empty body. We decline
-the offer before the parser sees it, by renaming the header; HTTP/1.1 lets a server ignore an
-upgrade offer, which is exactly what the response then does. (Upstream: uvicorn issue #2722
-and httptools issue #124, both open; with ``Expect: 100-continue`` the JDK client even hangs.)
+``http://`` URL, so every push from such a sender would arrive with an empty body, and the body
+would then be parsed as the next request. (Upstream: uvicorn issue #2722 and httptools issue
+#124, both open; with ``Expect: 100-continue`` the JDK client even hangs.)
+
+We decline such offers after llhttp has parsed the header block, never by editing the bytes
+received: llhttp stops right after the head of a request it takes for an upgrade and says
+where (``HttpParserUpgrade``'s offset), so we give a fresh parser that head again, rebuilt
+from the fields llhttp parsed minus ``Upgrade``, followed by the unparsed bytes. The body and
+any pipelined request are therefore framed by llhttp from ``Content-Length`` or chunked
+encoding exactly as for any other request, and reach the app byte for byte as sent, however the
+sender's segments fall. HTTP/1.1 lets a server ignore an upgrade offer, which is exactly what the
+response then does. (An earlier version renamed ``upgrade: h2c`` wherever it appeared in the
+bytes received, bodies included: each such line in a body lengthened it past its
+``Content-Length`` and smuggled the tail in as a request.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+import msgspec
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-# Only a header line offering h2c: a JSON body cannot contain this (CRLF then a bare word).
-_H2C_OFFER = re.compile(rb"\r\nupgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECASE)
+log = logging.getLogger("cdrhub.server")  # the name operators filter logs by; kept across moves
 
 
 class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with two fixes a public receiver needs.
+    """uvicorn's httptools protocol, with three fixes a public receiver needs.
 
-    1. It declines ``Upgrade: h2c`` offers instead of losing the body (see the module
-       docstring). Limit: the rename needs the ``Upgrade`` header line to arrive within one
-       read, as a sender's header block (a few hundred bytes, written at once) does in practice.
+    1. It declines ``Upgrade`` offers (``h2c``, or any protocol it does not speak) instead of
+       losing the body (see the module docstring). A WebSocket handshake, when uvicorn has a
+       WebSocket library, is left to uvicorn; a ``CONNECT`` (whose following bytes are a
+       tunnel, never a request) is answered with ``Connection: close`` and the connection closed.
     2. It closes connections whose request headers do not arrive within ``header_timeout``
        seconds, counted from the connection (or the request's first byte): uvicorn only times
        out idle keep-alive connections, so a slow or silent client could otherwise hold a
        connection forever (slowloris). The body has its own timeout in the push endpoint.
+    3. Bytes that are not a valid request are answered with a JSON 400 and ``Connection:
+       close`` *in their place*: requests received before them get their own answers first.
+       uvicorn wrote its 400 at once, so a push whose ``Content-Length`` was shorter than its
+       body was stored and answered 200 behind the sender's back while the sender read a 400.
     """
 
-    header_timeout: float = 10.0  # CDRHUB_HEADER_TIMEOUT_SECONDS, set by server.run/app_from_env
+    header_timeout: float = 10.0  # set from CDRHUB_HEADER_TIMEOUT_SECONDS by run()/app_from_env
 
     _header_timer: asyncio.TimerHandle | None = None
+    #: The head of a request whose upgrade offer is declined, to be parsed again without it.
+    _declined_head: bytes | None = None
+    #: Set once the bytes received cannot be parsed (or are a tunnel): the rest is never read.
+    _unparseable: bool = False
+    #: A 400 that waits for the answers to the requests received before the unparseable bytes.
+    _pending_refusal: bytes | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
-        if b"2c" in data or b"2C" in data:  # cheap pre-check: most pushes carry no offer
-            data = _H2C_OFFER.sub(rb"\r\nx-declined-upgrade\1", data)
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        if self._unparseable:
+            return  # after a refusal nothing more is parsed; the connection is closing
+        while True:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                if self._declined_head is None:
+                    self._upgrade_not_declined()
+                    return
+                # llhttp stopped right after the head: parse it again, without the offer,
+                # followed by everything after it (body, pipelined requests) untouched.
+                data = self._declined_head + data[upgrade.args[0] :]
+                self._declined_head = None
+                self.parser = self._new_parser()
+                continue
+            except httptools.HttpParserError as error:
+                self._refuse_unparseable(str(error) or type(error).__name__)
+            return
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -53,11 +92,128 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
+        if self.parser.should_upgrade() and not self._should_upgrade():
+            if self.parser.get_method() != b"CONNECT":
+                self._declined_head = self._head_without_upgrade()
+                return  # no cycle for this parse: the head is parsed again in data_received
+            super().on_headers_complete()
+            self.cycle.keep_alive = False  # what follows a CONNECT is a tunnel we do not serve
+            return
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self._declined_head is None:  # else: llhttp "completed" the head it will re-parse
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        answered_all = not self.pipeline
+        super().on_response_complete()
+        if answered_all and self._pending_refusal is not None and not self.transport.is_closing():
+            self._send_refusal(self._pending_refusal)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
+
+    def _new_parser(self) -> httptools.HttpRequestParser:
+        """A parser like the one uvicorn makes for each connection."""
+        parser = httptools.HttpRequestParser(self)
+        parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        return parser
+
+    def _head_without_upgrade(self) -> bytes:
+        """The request line and headers llhttp just parsed, minus every ``Upgrade`` header.
+
+        Built from the parsed fields, not sliced from the bytes received (which may have come
+        in several segments): llhttp has validated every name and value, so the rebuilt head
+        frames the body exactly as the original did (same ``Content-Length``, same
+        ``Transfer-Encoding``), and without ``Upgrade`` llhttp does not skip the body.
+        """
+        version = self.parser.get_http_version().encode()
+        parts = [self.parser.get_method(), b" ", self.url, b" HTTP/", version, b"\r\n"]
+        for name, value in self.headers:
+            if name != b"upgrade":
+                parts += [name, b": ", value, b"\r\n"]
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _upgrade_not_declined(self) -> None:
+        """llhttp stopped for an upgrade we did not decline: WebSocket (uvicorn's) or CONNECT."""
+        if self._should_upgrade():
+            self.handle_websocket_upgrade()
+        else:
+            self._unparseable = True  # CONNECT: the rest is tunnel data; its answer closes
+
+    def _refuse_unparseable(self, reason: str) -> None:
+        """Answer bytes that are not a request with a 400, after the answers due before it.
+
+        The parser cannot go on after an error, so the connection ends with this answer. If the
+        request being received is the one that broke (its headers or chunked body are
+        malformed), it is the one refused: its app never gets a complete body, so nothing of it
+        is stored. If the bytes came after a complete request (typically: its
+        ``Content-Length`` was shorter than its body), that request and any before it are
+        answered first, each with its real result, and the 400 follows them.
+        """
+        self._unparseable = True
+        self._declined_head = None
+        self._disarm_header_timer()
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
+        log.warning("invalid HTTP request from %s: %s; closing the connection", client, reason)
+        broken = f"not a valid HTTP/1.1 request: {reason}"
+        cycle = self.cycle
+        if cycle is None:  # the connection's first request is the broken one
+            self._send_refusal(self._refusal(broken))
+        elif cycle.more_body:  # the request being received is the broken one
+            queued = [entry for entry in self.pipeline if entry[0] is cycle]
+            if queued:  # not started: drop it, and refuse it after the earlier answers
+                self.pipeline.remove(queued[0])
+                self._pending_refusal = self._refusal(broken)
+            elif cycle.response_started and not cycle.response_complete:
+                self.transport.close()  # its answer is under way: nothing can follow it
+            else:  # its app sees a disconnect instead of the rest of its body, or answered
+                self._send_refusal(self._refusal(broken))
+        else:  # the bytes follow a complete request: it (and any before it) is answered first
+            refusal = self._refusal(
+                "the bytes after the previous request are not a valid HTTP/1.1 request:"
+                f" {reason} (was that request's Content-Length shorter than its body? it is"
+                " answered as its Content-Length framed it)",
+                cycle.scope["headers"],
+            )
+            if cycle.response_complete:  # the newest request is answered, so all are
+                self._send_refusal(refusal)
+            else:
+                self._pending_refusal = refusal
+
+    def _refusal(
+        self, detail: str, previous_headers: list[tuple[bytes, bytes]] | None = None
+    ) -> bytes:
+        """A complete ``400 invalid_http`` response, JSON like every other error, that closes."""
+        fields = [
+            {
+                "field": "Content-Length",
+                "value": value.decode("latin-1"),
+                "expected": "the body's length in bytes: the bytes after the body must start"
+                " the next request",
+            }
+            for name, value in previous_headers or []
+            if name == b"content-length"
+        ]
+        payload = msgspec.json.encode({"error": "invalid_http", "detail": detail, "fields": fields})
+        head = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(payload),
+            b"connection: close\r\n\r\n",
+        ]
+        return b"".join([*head, payload])
+
+    def _send_refusal(self, response: bytes) -> None:
+        self._pending_refusal = None
+        self._unset_keepalive_if_required()
+        self.transport.write(response)
+        self.transport.close()
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
