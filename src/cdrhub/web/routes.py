@@ -28,7 +28,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import ColumnElement, func, or_, select
 
-from cdrhub import cdr, export, query, rollup, stats, users
+from cdrhub import cdr, export, query, rollup, stats, users, zones
 from cdrhub.errors import InvalidParameter
 from cdrhub.guard import client_address, networks
 from cdrhub.quarantine import ReplayResult, replay, replay_all
@@ -351,7 +351,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         except InvalidParameter as exc:
             raise PageError(422, exc.detail) from None
         live = (
-            select(calls_table)
+            select(*query.READ_COLUMNS)
             .where(
                 *where.conditions(),
                 calls_table.c.received_at > mark,
@@ -363,7 +363,8 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         )
         with get_store().read_engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(live).mappings()]
-        items = [_row(query.to_item(r, zone)) for r in rows]
+        iso = zones.iso_times(zone)
+        items = [_row(query.to_item(r, zone, iso)) for r in rows]
         response = page(request, "_rows.html", user, calls=items)
         response.headers["X-Cdrhub-After"] = str(polled)
         return response
@@ -734,7 +735,10 @@ def local_time(ms: int | None, zone: ZoneInfo) -> str:
     names the zone)."""
     if ms is None:
         return "–"
-    return datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M:%S")
+    moment = zones.local(ms, zone)
+    if moment is None:  # a stored time with no date here (past year 9999): the ms say it
+        return "–"
+    return moment.isoformat(sep=" ", timespec="seconds")[:19]
 
 
 def duration(seconds: float | None) -> str:
