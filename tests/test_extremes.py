@@ -301,3 +301,34 @@ def test_the_edges_of_the_range_are_readable_everywhere(
             assert sum(g["calls"] for g in answer.json()["groups"]) == 2
         raw = client.get("/api/export").content.decode("utf-8-sig")
         assert len(raw.splitlines()) == 3
+
+
+def test_a_reconcile_quarantines_a_pulled_time_outside_the_range(store: Store) -> None:
+    """NXCC's query API is outside data too: a record with a year-9999 endTime is refused
+    with the same 422 as a push and quarantined, not stored."""
+    from cdrhub import backfill, nxcc
+
+    from .fake_nxcc import KEY, SECRET, FakeNxcc, running
+
+    hour_s = 1_764_000_000 // 3600 * 3600
+    with running(FakeNxcc()) as fake:
+        fake.records = [
+            {"callId": "r-1", "startTime": hour_s * 1000, "endTime": 253_402_300_799_999},
+            {"callId": "r-2", "startTime": hour_s * 1000 + 1, "endTime": hour_s * 1000 + 60_000},
+        ]
+        client = nxcc.Client(fake.url, KEY, SECRET, rate=1000.0, retries=2, backoff=0.01)
+        with client:
+            hours = backfill.reconcile(store, client, hour_s, hour_s + 3600)
+    assert sum(h.stored.quarantined for h in hours) == 1
+    assert [r["call_id"] for r in _all_rows(store)] == ["r-2"]
+    [entry] = store.quarantined()
+    detail = json.loads(entry["detail"])
+    assert (entry["status"], detail["fields"][0]["field"]) == (422, "endTime")
+    assert json.loads(entry["body"])["callId"] == "r-1"
+
+
+def _all_rows(store: Store) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    with store.read_engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(calls.c.call_id)).mappings()]
