@@ -64,6 +64,12 @@ def offsets_at(utc_ms: np.ndarray, tz: ZoneInfo) -> np.ndarray:
     """
     if not len(utc_ms):
         return np.zeros(0, np.int64)
+    first, last = int(utc_ms.min()), int(utc_ms.max())
+    if (last - first) // _STEP_MS < _SPAN_STEPS:  # the usual case: one pass over the range
+        changes, values = transitions(first, last, tz)
+        if not changes:
+            return np.full(len(utc_ms), values[0], np.int64)
+        return np.array(values, np.int64)[np.searchsorted(changes, utc_ms, side="right")]
     cells, inverse = np.unique(utc_ms // _STEP_MS, return_inverse=True)
     inverse = inverse.reshape(-1)
     before = np.empty(len(cells), np.int64)
@@ -79,6 +85,11 @@ def offsets_at(utc_ms: np.ndarray, tz: ZoneInfo) -> np.ndarray:
         if known[start] != known[end]:
             change[i] = _change(start, end, tz)
     return np.where(utc_ms >= change[inverse], after[inverse], before[inverse])
+
+
+#: Up to this many 6-hour steps (about 34 years) a range is sampled whole; the offsets of
+#: instants spread wider are looked up step by step where they are (a sort of the instants).
+_SPAN_STEPS = 50_000
 
 
 def offset_ms(ms: int, tz: ZoneInfo) -> int:
