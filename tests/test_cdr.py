@@ -141,3 +141,91 @@ def test_any_object_is_accepted_or_precisely_refused(data: dict[str, Any]) -> No
         assert moment is None or moment.tzinfo is UTC
     price = record.values["total_customer_price"]
     assert price is None or math.isfinite(price)
+
+
+TIME_FIELDS = [f.name for f in cdr.FIELDS if f.column in cdr.TIME_COLUMNS]
+DURATIONS = ["callDuration", "ringDuration", "queueDuration"]
+FIRST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z, as docs/ingest.md states the range
+END_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z, excluded
+
+
+@pytest.mark.parametrize("field", TIME_FIELDS)
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        (FIRST_MS, True),
+        (END_MS - 1, True),
+        (FIRST_MS - 1, False),
+        (END_MS, False),
+        (1_691_372_191, False),  # epoch seconds sent as ms: January 1970
+        (1_691_372_191_000_000, False),  # microseconds: year 55567
+        (253_402_300_799_999, False),  # 9999-12-31: accepted before, then unreadable
+        (str(END_MS), False),
+    ],
+)
+def test_every_time_has_an_accepted_range(field: str, value: Any, accepted: bool) -> None:
+    """A time is an instant of a call: 2000 to 2099; outside, a 422 that says the range."""
+    data = {"callId": "x", field: value}
+    if accepted:
+        assert cdr.to_record(data).values[_column(field) + "_ms"] == int(value)
+        return
+    with pytest.raises(InvalidRecord) as caught:
+        cdr.to_record(data)
+    [problem] = caught.value.fields
+    assert (problem.field, problem.value) == (field, value)
+    assert "946684800000 (2000-01-01" in problem.expected
+    assert "4102444799999 (2099-12-31" in problem.expected
+
+
+def _column(name: str) -> str:
+    return next(f.column for f in cdr.FIELDS if f.name == name)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "accepted"),
+    [
+        *((d, 31 * 86_400, True) for d in DURATIONS),
+        *((d, 31 * 86_400 + 1, False) for d in DURATIONS),
+        *((d, 2**31 - 1, False) for d in DURATIONS),
+        ("totalCustomerPrice", 1_000_000_000, True),
+        ("totalCustomerPrice", -1_000_000_000.0, True),
+        ("totalCustomerPrice", 1_000_000_000.5, False),
+        ("totalCustomerPrice", "-1e10", False),
+        ("totalCustomerPrice", 10**400, False),  # float() of it raises OverflowError
+        ("totalCustomerPrice", 1.7976931348623157e308, False),
+        ("hangupCode", 2**31 - 1, True),
+        ("hangupCode", 2**31, False),
+    ],
+)
+def test_every_number_has_an_accepted_range(field: str, value: Any, accepted: bool) -> None:
+    """Durations are 0 to 31 days, a cost at most a billion either way, a code 32 bits."""
+    data = {"callId": "x", field: value}
+    if accepted:
+        assert cdr.to_record(data).values[_column(field)] == value
+        return
+    with pytest.raises(InvalidRecord) as caught:
+        cdr.to_record(data)
+    [problem] = caught.value.fields
+    assert problem.field == field and problem.expected
+    msgspec.json.encode(problem.value)
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for i in range(levels):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def test_nesting_is_refused_past_what_readers_serialise() -> None:
+    """Unknown fields nested 63 levels (64 with the call log) are kept; one more is a 422
+    naming the field, so nothing is accepted that the API cannot show back."""
+    assert cdr.depth(_nested(63)) == 63 and cdr.depth("x") == 0
+    body = msgspec.json.encode({"callId": "x", "extra": _nested(63), "other": _nested(5)})
+    assert cdr.parse(body).call_id == "x"
+    for field in ("extra", "other"):
+        with pytest.raises(InvalidRecord) as caught:
+            cdr.parse(msgspec.json.encode({"callId": "x", field: _nested(64)}))
+        [problem] = caught.value.fields
+        assert problem.field == field and "63 levels" in problem.expected
+        assert isinstance(problem.value, str) and len(problem.value) <= 201

@@ -38,8 +38,27 @@ VENDOR_EXAMPLE: dict[str, Any] = {
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the end of datetime's range
 _INT32_MAX = 2**31 - 1
+
+# -- the accepted ranges (docs/ingest.md, "Accepted ranges") --------------------------------------
+# A value outside its range is not a call that happened: it is refused (422, quarantined) instead
+# of stored, where it would be shown, summed and bucketed by every reader as if it were one.
+
+#: Times: 2000-01-01T00:00:00Z (inclusive) to 2100-01-01T00:00:00Z (exclusive). NXCC's cloud
+#: call center is far younger than 2000, so an earlier time is a sender's unit error: epoch
+#: *seconds* read as ms land in January 1970. Microseconds read as ms land after year 50000,
+#: past the end. Every reader can show any instant in between in any zone.
+MIN_TIME_MS = 946_684_800_000
+END_TIME_MS = 4_102_444_800_000
+#: Durations: 0 to 31 days in whole seconds. No call a call center carries lasts longer (session
+#: timers end calls within hours); a bigger value is a unit error that would swamp every mean.
+MAX_DURATION_S = 31 * 86_400
+#: Cost: at most a billion in either direction (a credit can be negative). Micro-units of such
+#: a cost stay below 2**53, so statistics sum them exactly in floating point.
+MAX_PRICE = 1_000_000_000
+#: Nesting of the call log object (the object itself is level 1): real pushes are flat, and a
+#: body nested deeper than readers can serialise back would be accepted but never readable.
+MAX_DEPTH = 64
 
 
 class _Blank(Exception):
@@ -119,18 +138,22 @@ def _epoch_ms(value: Any) -> int | None:
     if ms == 0:
         # Senders use 0 for "did not happen" (answerTime of an unanswered call): absent.
         return None
-    if not 0 < ms <= _MAX_EPOCH_MS:
+    if not MIN_TIME_MS <= ms < END_TIME_MS:
         raise _Bad(_EPOCH_EXPECTED)
     return ms
 
 
-_EPOCH_EXPECTED = "epoch milliseconds (a whole number such as 1691372192000)"
+_EPOCH_EXPECTED = (
+    f"epoch milliseconds from {MIN_TIME_MS} (2000-01-01T00:00:00Z) to {END_TIME_MS - 1} "
+    "(2099-12-31T23:59:59.999Z), or 0 for none"
+)
+_SECONDS_EXPECTED = f"whole seconds from 0 to {MAX_DURATION_S} (31 days)"
 
 
 def _seconds(value: Any) -> int:
-    number = _integer(value, "whole seconds, 0 or more")
-    if not 0 <= number <= _INT32_MAX:
-        raise _Bad("whole seconds, 0 or more")
+    number = _integer(value, _SECONDS_EXPECTED)
+    if not 0 <= number <= MAX_DURATION_S:
+        raise _Bad(_SECONDS_EXPECTED)
     return number
 
 
@@ -154,20 +177,28 @@ def _choice(allowed: dict[int, str]) -> Callable[[Any], int]:
 
 
 def _money(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
+    if type(value) is int:
+        # float() of a 400-digit integer raises OverflowError: compare exactly first.
+        if abs(value) > MAX_PRICE:
+            raise _Bad(_PRICE_EXPECTED)
+        return float(value)
+    if isinstance(value, float):
+        number = value
     elif isinstance(value, str):
         if value.isspace():
             raise _Blank
         try:
             number = float(value.strip())
         except ValueError:
-            raise _Bad("a number") from None
+            raise _Bad(_PRICE_EXPECTED) from None
     else:
-        raise _Bad("a number")
-    if not math.isfinite(number):
-        raise _Bad("a finite number")
+        raise _Bad(_PRICE_EXPECTED)
+    if not (math.isfinite(number) and abs(number) <= MAX_PRICE):
+        raise _Bad(_PRICE_EXPECTED)
     return number
+
+
+_PRICE_EXPECTED = f"a number from -{MAX_PRICE} to {MAX_PRICE}"
 
 
 DIRECTIONS = {0: "inbound", 1: "outbound", 2: "AICC"}
@@ -274,6 +305,11 @@ def to_record(data: dict[str, Any]) -> CallRecord:
             problems.append(FieldProblem(name, _echo(raw), bad.expected))
     if values["call_id"] is None and not any(p.field == "callId" for p in problems):
         problems.insert(0, FieldProblem("callId", _echo(get("callId")), "a non-empty string"))
+    for name, raw in data.items():
+        # Unknown fields are kept in the raw body, which the API and the call page show back:
+        # what they cannot serialise must not be accepted (issue #12).
+        if isinstance(raw, dict | list) and depth(raw) >= MAX_DEPTH:
+            problems.append(FieldProblem(name, _echo(raw), _DEPTH_EXPECTED))
     if problems:
         names = ", ".join(p.field for p in problems)
         raise InvalidRecord(f"invalid value for {names}", problems)
@@ -283,6 +319,27 @@ def to_record(data: dict[str, Any]) -> CallRecord:
         if ms is not None:
             values[column] = _EPOCH + timedelta(milliseconds=ms)
     return CallRecord(values["call_id"], values, content_hash(data))
+
+
+_DEPTH_EXPECTED = f"a value nested at most {MAX_DEPTH - 1} levels deep"
+
+
+def depth(value: Any) -> int:
+    """How many levels of arrays and objects ``value`` has (a scalar: 0), without recursion:
+    a hostile value is as deep as the JSON decoder allowed."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def parse(body: bytes) -> CallRecord:

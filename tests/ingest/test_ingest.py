@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cdrhub import cdr
 from cdrhub.cdr import VENDOR_EXAMPLE
 from cdrhub.settings import Settings
+from cdrhub.store import Push as StorePush
 from cdrhub.store import Store
 from tests.helpers import OTHER_TOKEN, TOKEN, Push
 
@@ -551,3 +553,52 @@ def test_json_log_lines_carry_request_fields_but_no_phone_numbers(
     assert line["call_id"] == VENDOR_EXAMPLE["callId"] and line["latency_ms"] >= 0
     assert VENDOR_EXAMPLE["caller"] not in json.dumps(line)
     assert "1001@10.0.0.1" not in json.dumps(line)
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"k": [value]} if isinstance(value, int) else [value]
+    return value
+
+
+def _depth_body(call_id: str, levels: int) -> str:
+    """A push whose unknown field is nested ``levels`` deep, as JSON text (json.dumps would
+    refuse to write the deepest)."""
+    head = f'{{"callId":"{call_id}","startTime":1691372191000,"extra":'
+    return head + "[" * levels + "1" + "]" * levels + "}"
+
+
+@pytest.mark.parametrize("levels", [64, 254, 300])
+def test_nesting_readers_cannot_serialise_is_refused_and_kept(
+    push: Push, store: Store, levels: int
+) -> None:
+    """Too deep to show back (the API's encoder stops near 255): a 422 naming the field, the
+    body quarantined byte for byte, no call stored."""
+    body = _depth_body("deep", levels)
+    answer = push(body)
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["fields"]
+    assert problem["field"] == "extra" and "63 levels" in problem["expected"]
+    [entry] = store.quarantined()
+    assert bytes(entry["body"]) == body.encode() and entry["status"] == 422
+    assert store.count_calls() == 0
+
+
+def test_nesting_that_is_accepted_is_served_back(
+    push: Push, api: Any, client: TestClient, store: Store
+) -> None:
+    """63 levels in an unknown field: stored, and the API shows the body as it came. A body
+    kept before the limit (254 levels) is still shown, as its text, not a 500."""
+    assert push(_depth_body("ok", 63)).status_code == 200
+    answer = api("/api/calls/ok")
+    assert answer.status_code == 200, answer.text
+    expected = json.loads(_depth_body("x", 63))["extra"]
+    assert answer.json()["raw_versions"][0]["body"]["extra"] == expected
+
+    old = _depth_body("old", 300).encode()
+    record = cdr.to_record({"callId": "old", "startTime": 1691372191000})
+    store.write([StorePush(record, old)])
+    answer = api("/api/calls/old")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["raw_versions"][0]["body"] == old.decode()

@@ -150,7 +150,7 @@ def _hostile_calls() -> list[dict[str, object]]:
     """Calls whose every free-text field is hostile, and whose times sit on DST changes, far
     in the future, near 1970 or are missing; prices that print differently in every language."""
     bodies: list[dict[str, object]] = []
-    prices = [0.30000000000000004, 1e16, -1.5, 1.0, 0.035, None]
+    prices = [0.30000000000000004, 1e-07, -1.5, 1.0, 0.035, None]
     starts = ["2026-03-08T06:59:59.999", "2026-03-08T07:00:00", "2026-11-01T05:30:00", None]
     for i, text in enumerate(HOSTILE):
         body = call(
@@ -163,9 +163,9 @@ def _hostile_calls() -> list[dict[str, object]]:
         )
         body["agentName"] = text
         if i % 4 == 1:
-            body["endTime"] = 4_102_444_800_123  # 2100: past anything the SQL window covers
+            body["endTime"] = cdr.END_TIME_MS - 1  # 2099, the last accepted: past the SQL window
         if i % 4 == 2:
-            body["ringTime"] = 172_800_000 + i  # 1970-01-03
+            body["ringTime"] = cdr.MIN_TIME_MS + i  # 2000, the first accepted: before it
         bodies.append(body)
     return bodies
 
@@ -191,7 +191,7 @@ def _reference(item: dict[str, object]) -> list[str]:
 @pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Asia/Kathmandu", "UTC"])
 def test_csv_cells_follow_the_rules_on_hostile_data(api: Api, push: Push, zone: str) -> None:
     """Every cell of the database-formatted CSV is what the rules make of the API's value:
-    quoting, formula prefixes, times in the zone (DST changes, 2100, 1970), numbers, NULLs."""
+    quoting, formula prefixes, times in the zone (DST changes, 2099, 2000), numbers, NULLs."""
     for body in _hostile_calls():
         assert push(body).status_code == 200
     raw = api("/api/export", format="csv", tz=zone).content.decode("utf-8-sig")

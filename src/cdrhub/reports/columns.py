@@ -89,8 +89,17 @@ def _ints(values: Iterable[Any], count: int) -> np.ndarray:
 def _micro(price: float | None) -> int:
     if price is None or price != price:  # NaN
         return NULL
-    micro = round(price * 1_000_000)
-    return max(-_INT64_MAX, min(_INT64_MAX, micro))
+    micro = price * 1_000_000
+    # Stored before cdrhub bounded prices (or written by hand): infinite or past int64, clamped.
+    if not -_INT64_MAX < micro < _INT64_MAX:
+        return _INT64_MAX if micro > 0 else -_INT64_MAX
+    return max(-_INT64_MAX, min(_INT64_MAX, round(micro)))
+
+
+def _small(value: int | None) -> int:
+    """A choice (direction, hangupBy) as its code; -1 for none, and for a value too big for a
+    code (a hand-written row; cdrhub accepts 0 to 2): it has no meaning to count under."""
+    return value if type(value) is int and 0 <= value <= 127 else -1
 
 
 def _encode(values: Sequence[str | None]) -> tuple[np.ndarray, list[str | None]]:
@@ -131,8 +140,8 @@ def from_rows(rows: Sequence[Sequence[Any]]) -> Facts:
         "talk_ms": talk.astype(np.int64),
         "ring": _ints(ring, n),
         "cost_micro": np.fromiter((_micro(p) for p in price), np.int64, n),
-        "direction": np.fromiter((-1 if v is None else v for v in direction), np.int8, n),
-        "hangup_by": np.fromiter((-1 if v is None else v for v in hangup_by), np.int8, n),
+        "direction": np.fromiter((_small(v) for v in direction), np.int8, n),
+        "hangup_by": np.fromiter((_small(v) for v in hangup_by), np.int8, n),
         "answered": is_answered.astype(np.int8),
         "queued": queued.astype(np.int8),
         "has_recording": np.fromiter((r is not None for r in record), np.int8, n),

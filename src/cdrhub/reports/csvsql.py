@@ -22,9 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Boolean, Column, Double, func, literal_column, select
+from sqlalchemy import Boolean, Column, Double, String, func, literal_column, select, type_coerce
 from sqlalchemy.engine import Connection
 
+from cdrhub import cdr
 from cdrhub.reports import zones
 from cdrhub.reports.query import CallFilter
 from cdrhub.store import Store
@@ -68,7 +69,7 @@ def _postgres(store: Store, where: CallFilter, tz: ZoneInfo, batch: int) -> Line
     for column in calls.columns:
         name, kind = column.name, _kind(column)
         if kind == "time":  # to_char writes in the session's zone, set below for this export
-            cells.append(f"to_char({name}, '{_PG_TIME}')")
+            cells.append(_pg_time(name))
         elif kind == "text":
             starts = ", ".join(_pg_literal(c) for c in FORMULA_START)
             cells.append(
@@ -106,6 +107,21 @@ def _postgres(store: Store, where: CallFilter, tz: ZoneInfo, batch: int) -> Line
         raw.rollback()
 
 
+def _pg_time(name: str) -> str:
+    """A time cell. Most times take the plain ``to_char``; the rest are checked for the two
+    things it gets wrong that Python does not: a local date outside years 1 to 9999 (no
+    ``datetime`` holds it, so the cell is empty, as in JSON Lines) and an offset with seconds
+    (local mean time, Monrovia until 1972), whose seconds ``TZH:TZM`` would drop."""
+    plain = f"to_char({name}, '{_PG_TIME}')"
+    offset = f"mod(extract(timezone FROM {name})::int, 60)"
+    seconds = f"CASE WHEN {offset} <> 0 THEN ':' || lpad(abs({offset})::text, 2, '0') ELSE '' END"
+    return (
+        f"CASE WHEN {name} >= '1973-01-01 00:00Z' AND {name} < '9999-12-29 00:00Z' "
+        f"THEN {plain} WHEN extract(year FROM {name}) BETWEEN 1 AND 9999 "
+        f"THEN {plain} || {seconds} END"
+    )
+
+
 def _pg_literal(text: str) -> str:
     return {"\t": "E'\\t'", "\r": "E'\\r'"}.get(text, f"'{text}'")
 
@@ -137,22 +153,36 @@ def _sqlite(store: Store, where: CallFilter, tz: ZoneInfo, batch: int) -> Lines:
 
 def _window(conn: Connection) -> tuple[int, int]:
     """The instants times are formatted in SQL for: two days around the calls' start times and
-    now. Times outside (a bogus year 2100 endTime) go through Python, exactly but slowly."""
+    now, within the times cdrhub accepts (:data:`cdr.MIN_TIME_MS` to :data:`cdr.END_TIME_MS`).
+    Times outside (a bogus year 2100 endTime; a row an older version stored in year 9999) go
+    through Python, exactly but slowly; the window's zone offsets cost time per day it spans."""
     # Two queries: SQLite reads a min() or a max() from the index, both at once by a scan.
-    low = conn.execute(select(func.min(calls.c.start_time))).scalar()
-    high = conn.execute(select(func.max(calls.c.start_time))).scalar()
-    now = datetime.now(UTC)
-    margin = timedelta(days=2)
-    first = min(low or now, now) - margin
-    last = max(high or now, now) + margin
-    floor = int(margin / timedelta(milliseconds=1))  # (ms + offset) stays positive
-    return max(floor, _to_ms(first)), _to_ms(last)
+    # As stored text: a value ``datetime`` cannot parse must not stop the export.
+    stored = type_coerce(calls.c.start_time, String)
+    low = _stored_ms(conn.execute(select(func.min(stored))).scalar())
+    high = _stored_ms(conn.execute(select(func.max(stored))).scalar())
+    now = _to_ms(datetime.now(UTC))
+    margin = 2 * 86_400_000
+    floor, ceiling = cdr.MIN_TIME_MS - margin, cdr.END_TIME_MS + margin
+    first = min(now if low is None else low, now) - margin
+    last = max(now if high is None else high, now) + margin
+    return min(max(floor, first), now), max(min(ceiling, last), now)
+
+
+def _stored_ms(text: str | None) -> int | None:
+    """A stored UTC time (SQLite's text) as epoch ms; None if absent or not a time."""
+    if text is None:
+        return None
+    try:
+        return _to_ms(datetime.fromisoformat(text))
+    except ValueError:
+        return None
 
 
 def _to_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int((moment - _EPOCH) / timedelta(milliseconds=1))
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -170,14 +200,16 @@ class _SqliteTimes:
         self._iso = zones.iso_times(tz)
 
     def from_ms(self, ms: int | None) -> str:
-        """A time outside the window, formatted by Python (the same text JSON Lines have)."""
+        """A time outside the window, formatted by Python (the same text JSON Lines have);
+        empty if it has no date in the zone, or is no whole number (SQLite stores anything)."""
+        if type(ms) is not int:
+            return ""
         return self._iso(ms) or ""
 
     def from_text(self, text: str | None) -> str:
-        """The same for a bookkeeping time, stored as UTC text."""
-        if text is None:
-            return ""
-        return self.from_ms(_to_ms(datetime.fromisoformat(text).replace(tzinfo=UTC)))
+        """The same for a bookkeeping time, stored as UTC text (empty if it is no time)."""
+        ms = _stored_ms(text)
+        return "" if ms is None else self.from_ms(ms)
 
     def ms_cell(self, name: str) -> str:
         low, high = self.window

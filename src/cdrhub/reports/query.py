@@ -13,16 +13,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import BigInteger, ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy import BigInteger, ColumnElement, Select, func, literal, or_, select, tuple_
 
-from cdrhub.cdr import DIRECTIONS, HANGUP_BY
+from cdrhub.cdr import DIRECTIONS, HANGUP_BY, MAX_DEPTH, depth
 from cdrhub.errors import FieldProblem, InvalidParameter
+from cdrhub.reports import zones
 from cdrhub.store import Store
 from cdrhub.store.schema import UTCDateTime, calls, raw_pushes
 
@@ -210,16 +211,35 @@ def _invalid(param: str, value: Any, expected: str) -> InvalidParameter:
 # -- rows as the API shows them ---------------------------------------------------------------
 
 _TIME_COLUMNS = frozenset(c.name for c in calls.columns if isinstance(c.type, UTCDateTime))
+#: Call times with an ``_ms`` twin: shown from the twin, exactly as stored.
+_TWINNED = frozenset(name for name in _TIME_COLUMNS if f"{name}_ms" in calls.c)
+#: What a listed or opened call is read as: every column but the call times' timestamps,
+#: which the ``_ms`` twins say exactly. A stored timestamp past year 9999 (PostgreSQL holds
+#: them; old versions and migrations wrote them) cannot even be fetched into Python.
+READ_COLUMNS = tuple(c for c in calls.columns if c.name not in _TWINNED)
+_ORDER = tuple(c.name for c in calls.columns)
 
 
-def to_item(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
-    """A call row as JSON-ready values: times ISO 8601 in ``tz`` (the ``_ms`` columns stay)."""
+def to_item(
+    row: Mapping[str, Any], tz: ZoneInfo, iso: Callable[[int | None], str | None] | None = None
+) -> dict[str, Any]:
+    """A call row as JSON-ready values, in table order: times ISO 8601 in ``tz`` (the ``_ms``
+    columns stay), or null for a stored time that has no date in ``tz`` (years 1 to 9999).
+
+    ``iso`` is a :func:`zones.iso_times` of ``tz`` shared across the rows of one answer.
+    """
+    text = iso or zones.iso_times(tz)
     item = dict(row)
-    for name in _TIME_COLUMNS:
+    for name in _TWINNED:
+        item[name] = text(item.get(f"{name}_ms"))
+    for name in _TIME_COLUMNS - _TWINNED:  # bookkeeping: written by cdrhub, from its clock
         value = item.get(name)
         if value is not None:
-            item[name] = value.astimezone(tz).isoformat(timespec="milliseconds")
-    return item
+            item[name] = text((value - _EPOCH) // timedelta(milliseconds=1))
+    return {name: item[name] for name in _ORDER if name in item}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # -- paging -------------------------------------------------------------------------------------
@@ -233,8 +253,8 @@ class Page:
     next_cursor: str | None
 
 
-def _encode_cursor(order: Order, row: Mapping[str, Any]) -> str:
-    ms = row["start_time_ms"]
+def _encode_cursor(order: Order, row: Mapping[str, Any], timed: bool) -> str:
+    ms = row["start_time_ms"] if timed else None
     data = json.dumps([order, ms, row["call_id"]], ensure_ascii=False, separators=(",", ":"))
     return base64.urlsafe_b64encode(data.encode()).decode().rstrip("=")
 
@@ -269,21 +289,26 @@ def list_calls(
 
     Two index-friendly queries instead of one with NULL ordering, whose rules differ between
     SQLite and PostgreSQL: the timed calls, then (only once they run out) the untimed ones.
+    A start no ``datetime`` holds (PostgreSQL keeps times past year 9999, which a migration
+    or a hand-written row can leave) counts as untimed: a cursor could not name it.
     """
     after = _decode_cursor(cursor, order) if cursor else None
     desc = order == "desc"
-    base = select(calls).where(*where.conditions())
+    base = select(*READ_COLUMNS).where(*where.conditions())
     rows: list[Mapping[str, Any]] = []
+    start = calls.c.start_time
     with store.read_engine.connect() as conn:
         if after is None or after[0] is not None:
-            timed = base.where(calls.c.start_time.is_not(None))
+            timed = base.where(start.between(_FIRST, _LAST))
             if after is not None:
-                key = tuple_(calls.c.start_time, calls.c.call_id)
+                key = tuple_(start, calls.c.call_id)
                 mark = tuple_(literal(_from_ms(after[0]), UTCDateTime()), literal(after[1]))
                 timed = timed.where(key < mark if desc else key > mark)
             rows.extend(conn.execute(_ordered(timed, desc).limit(limit + 1)).mappings())
-        if len(rows) <= limit and where.start is None and where.end is None:
-            untimed = base.where(calls.c.start_time.is_(None))
+        timed_rows = len(rows)
+        if len(rows) <= limit:
+            # Under a time filter, only starts past the calendar can match here.
+            untimed = base.where(or_(start.is_(None), start < _FIRST, start > _LAST))
             if after is not None and after[0] is None:
                 untimed = untimed.where(
                     calls.c.call_id < after[1] if desc else calls.c.call_id > after[1]
@@ -293,8 +318,14 @@ def list_calls(
             rows.extend(conn.execute(query).mappings())
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = _encode_cursor(order, rows[-1]) if more else None
-    return Page([to_item(r, tz) for r in rows], next_cursor)
+    next_cursor = _encode_cursor(order, rows[-1], len(rows) <= timed_rows) if more else None
+    iso = zones.iso_times(tz)
+    return Page([to_item(r, tz, iso) for r in rows], next_cursor)
+
+
+#: The starts a keyset cursor can name (all a ``datetime`` holds).
+_FIRST = datetime(1, 1, 1, tzinfo=UTC)
+_LAST = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
 
 
 def _ordered(query: Select[Any], desc: bool) -> Select[Any]:
@@ -365,7 +396,8 @@ def count_calls(store: Store, where: CallFilter) -> int:
 def get_call(store: Store, call_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """A call's row and its raw versions (oldest first), or None."""
     with store.read_engine.connect() as conn:
-        row = conn.execute(select(calls).where(calls.c.call_id == call_id)).mappings().first()
+        query = select(*READ_COLUMNS).where(calls.c.call_id == call_id)
+        row = conn.execute(query).mappings().first()
         if row is None:
             return None
         versions = conn.execute(
@@ -376,15 +408,20 @@ def get_call(store: Store, call_id: str) -> tuple[dict[str, Any], list[dict[str,
 
 def raw_version_item(version: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     """A raw body as the API shows it: parsed JSON when it is JSON, else the text."""
-    body: bytes = version["body"]
+    body: bytes = bytes(version["body"])
     try:
         payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         payload = body.decode("utf-8", errors="replace")
+    if depth(payload) > MAX_DEPTH:
+        # Kept by a version before the depth limit: shown as its text, which any JSON encoder
+        # writes (nested values past ~250 levels make the response encoder fail).
+        payload = body.decode("utf-8", errors="replace")
+    received = version["received_at"]
     return {
         "content_hash": version["content_hash"],
         "source": version["source"],
-        "received_at": version["received_at"].astimezone(tz).isoformat(timespec="milliseconds"),
+        "received_at": zones.iso_times(tz)((received - _EPOCH) // timedelta(milliseconds=1)),
         "delivery_count": version["delivery_count"],
         "body": payload,
     }

@@ -45,9 +45,9 @@ def load(
     ``text`` attributes named are kept (see :func:`columns.concat`). Hours this process
     already decoded at the same ``changes`` counter come from ``store.fact_cache``.
     """
-    low = -1 if start_ms is None else hour_of(start_ms)
+    # Without a start bound every hour counts: -1 (no start) and those before 1970 too.
+    in_range = [] if start_ms is None else [stat_hours.c.slot >= hour_of(start_ms)]
     high = None if end_ms is None else hour_of(end_ms - 1)
-    in_range = [stat_hours.c.slot >= low]
     if high is not None:
         in_range.append(stat_hours.c.slot <= high)
     cache = store.fact_cache
@@ -206,9 +206,15 @@ def _build(conn: Connection, slots: list[int]) -> Iterator[tuple[int, Facts]]:
     """Facts of each hour in ``slots`` (sorted), from the calls, a run of hours per query."""
     for run in _runs(slots):
         rows_by_slot: dict[int, list[tuple]] = {slot: [] for slot in run}
-        start = _EPOCH + timedelta(milliseconds=run[0] * HOUR_MS)
-        end = _EPOCH + timedelta(milliseconds=(run[-1] + 1) * HOUR_MS)
-        where = and_(calls.c.start_time >= start, calls.c.start_time < end)
+        low, high = run[0] * HOUR_MS, (run[-1] + 1) * HOUR_MS
+        start, end = _moment(low), _moment(high)
+        if start is not None and end is not None:
+            where = and_(calls.c.start_time >= start, calls.c.start_time < end)
+        else:
+            # Hours ``datetime`` cannot bound (a start an older version let through in year
+            # 9999, or a hand-written one): by the exact ms, which the slot was taken from.
+            # A scan, but only ever for such hours.
+            where = and_(calls.c.start_time_ms >= low, calls.c.start_time_ms < high)
         if -1 in run:  # calls without a start live in hour -1 (with any from just before 1970)
             where = or_(calls.c.start_time.is_(None), where)
         for row in conn.execute(select(*columns.SOURCE).where(where)):
@@ -217,6 +223,14 @@ def _build(conn: Connection, slots: list[int]) -> Iterator[tuple[int, Facts]]:
                 rows_by_slot[slot].append(tuple(row))
         for slot in run:
             yield slot, columns.from_rows(rows_by_slot[slot])
+
+
+def _moment(ms: int) -> datetime | None:
+    """The UTC instant, or None where ``datetime`` ends (before year 1, after 9999)."""
+    try:
+        return _EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:
+        return None
 
 
 def _runs(slots: list[int]) -> Iterator[list[int]]:

@@ -13,7 +13,7 @@ integers of ms and micro-units; percentiles are exact (``percentile_cont``'s int
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -176,23 +176,13 @@ def parse_group_by(value: str | None) -> tuple[str, ...]:
 
 
 def bucketer(unit: str, tz: ZoneInfo) -> Callable[[int | None], str | None]:
-    """Epoch ms to the local bucket it falls in, as a string key.
+    """Epoch ms to the local bucket it falls in, as a string key (the keys of :func:`compute`).
 
     ``hour`` keys carry the UTC offset (``2026-11-01T01:00-04:00``): on the night clocks go
     back, the two local 01:00 hours are different hours. Results are cached per UTC minute
     (zone offsets are whole minutes), which makes a million calls cheap to bucket.
     """
     cache: dict[int, str] = {}
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-
-    def label(moment: datetime) -> str:
-        if unit == "hour":
-            return moment.strftime("%Y-%m-%dT%H:00") + _offset(moment)
-        if unit == "day":
-            return moment.date().isoformat()
-        if unit == "week":  # ISO weeks: the key is the Monday
-            return (moment.date() - timedelta(days=moment.weekday())).isoformat()
-        return moment.strftime("%Y-%m")
 
     def key(ms: int | None) -> str | None:
         if ms is None:
@@ -200,15 +190,20 @@ def bucketer(unit: str, tz: ZoneInfo) -> Callable[[int | None], str | None]:
         minute = ms // 60_000
         found = cache.get(minute)
         if found is None:
-            found = cache[minute] = label((epoch + timedelta(minutes=minute)).astimezone(tz))
+            offset = zones.offset_ms(minute * 60_000, tz)
+            local = minute * 60_000 + offset
+            day = local // _DAY_MS
+            if unit == "hour":
+                hour = local // _HOUR_MS
+                found = f"{_date(day)}T{hour % 24:02d}:00{zones.offset_text(offset)[:6]}"
+            elif unit == "week":  # ISO weeks: the key is the Monday
+                found = _date((day + 3) // 7 * 7 - 3)
+            else:
+                found = _date(day) if unit == "day" else _date(day)[:-3]
+            cache[minute] = found
         return found
 
     return key
-
-
-def _offset(moment: datetime) -> str:
-    text = moment.strftime("%z")  # +0800
-    return f"{text[:3]}:{text[3:]}"
 
 
 # -- the query ------------------------------------------------------------------------------------
@@ -489,10 +484,14 @@ def _time_codes(
         if unit == "week":  # ISO weeks, keyed by their Monday; 1970-01-01 was a Thursday
             bucket = (bucket + 3) // 7
     low = int(bucket.min())
-    used = np.flatnonzero(np.bincount(bucket - low))
-    renumber = np.zeros(int(used[-1]) + 1, np.int64)
-    renumber[used] = np.arange(1, len(used) + 1)
-    codes[has] = renumber[bucket - low]
+    if int(bucket.max()) - low < 1 << 22:
+        used = np.flatnonzero(np.bincount(bucket - low))
+        renumber = np.zeros(int(used[-1]) + 1, np.int64)
+        renumber[used] = np.arange(1, len(used) + 1)
+        codes[has] = renumber[bucket - low]
+    else:  # buckets far apart (one call in year 9999): no table the size of the span
+        used, inverse = np.unique(bucket - low, return_inverse=True)
+        codes[has] = inverse.reshape(-1) + 1
     labels = [_label(unit, int(b) + low, kinds if unit == "hour" else None) for b in used]
     if unit == "month":  # days to months: merge the day buckets of each month
         months = sorted(set(labels))
@@ -502,24 +501,39 @@ def _time_codes(
 
 
 def _label(unit: str, bucket: int, kinds: np.ndarray | None) -> str:
+    """A bucket's key. Calendar arithmetic on the day number, not ``datetime``: a stored start
+    can be past year 9999 in the zone (an older version accepted up to 9999-12-31 UTC), and
+    then keys it the ISO 8601 way for such years (``+10000-01-01``)."""
     if unit == "hour":
         assert kinds is not None
         hour, kind = divmod(bucket, len(kinds))
-        offset = timedelta(milliseconds=int(kinds[kind]))
-        moment = datetime(1970, 1, 1, tzinfo=timezone(offset)) + timedelta(hours=hour)
-        return moment.strftime("%Y-%m-%dT%H:00") + _offset(moment)
+        day, clock = divmod(hour, 24)
+        offset = zones.offset_text(int(kinds[kind]))
+        return f"{_date(day)}T{clock:02d}:00{offset[:6]}"
     if unit == "week":
-        return (date(1970, 1, 1) + timedelta(days=bucket * 7 - 3)).isoformat()
-    day = date(1970, 1, 1) + timedelta(days=bucket)
-    return day.isoformat() if unit == "day" else day.strftime("%Y-%m")
+        return _date(bucket * 7 - 3)
+    return _date(bucket) if unit == "day" else _date(bucket)[:-3]
+
+
+def _date(days: int) -> str:
+    """The proleptic Gregorian date ``days`` after 1970-01-01, ``YYYY-MM-DD`` (H. Hinnant's
+    ``civil_from_days``); years outside 0 to 9999 get a sign and their digits."""
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    text = f"{year:04d}" if 0 <= year <= 9999 else f"{year:+05d}"
+    return f"{text}-{month:02d}-{day:02d}"
 
 
 def _offsets(utc_ms: np.ndarray, tz: ZoneInfo) -> np.ndarray:
-    """The zone's UTC offset in ms at each instant (transitions found once for the range)."""
-    changes, values = zones.transitions(int(utc_ms.min()), int(utc_ms.max()), tz)
-    if not changes:
-        return np.full(len(utc_ms), values[0], np.int64)
-    return np.array(values, np.int64)[np.searchsorted(changes, utc_ms, side="right")]
+    """The zone's UTC offset in ms at each instant (an instant on a change has the new one)."""
+    return zones.offsets_at(utc_ms, tz)
 
 
 def row_facts(row: Mapping[str, Any], short_abandon_seconds: float) -> CallFacts:

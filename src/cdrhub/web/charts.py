@@ -48,7 +48,7 @@ def buckets(start: datetime, end: datetime, unit: str, zone: ZoneInfo) -> list[s
 
 
 def _month(day: date) -> str:
-    return day.strftime("%Y-%m")
+    return day.isoformat()[:7]  # as stats keys months (strftime does not pad years < 1000)
 
 
 def unit_for(start: datetime, end: datetime) -> str:

@@ -32,7 +32,7 @@ from cdrhub import cdr
 from cdrhub.auth import users
 from cdrhub.errors import InvalidParameter
 from cdrhub.ingest import ReplayResult, client_address, networks, replay, replay_all
-from cdrhub.reports import export, query, rollup, stats
+from cdrhub.reports import export, query, rollup, stats, zones
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import calls as calls_table
@@ -352,7 +352,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         except InvalidParameter as exc:
             raise PageError(422, exc.detail) from None
         live = (
-            select(calls_table)
+            select(*query.READ_COLUMNS)
             .where(
                 *where.conditions(),
                 calls_table.c.received_at > mark,
@@ -364,7 +364,8 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         )
         with get_store().read_engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(live).mappings()]
-        items = [_row(query.to_item(r, zone)) for r in rows]
+        iso = zones.iso_times(zone)
+        items = [_row(query.to_item(r, zone, iso)) for r in rows]
         response = page(request, "_rows.html", user, calls=items)
         response.headers["X-Cdrhub-After"] = str(polled)
         return response
@@ -735,7 +736,10 @@ def local_time(ms: int | None, zone: ZoneInfo) -> str:
     names the zone)."""
     if ms is None:
         return "–"
-    return datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M:%S")
+    moment = zones.local(ms, zone)
+    if moment is None:  # a stored time with no date here (past year 9999): the ms say it
+        return "–"
+    return moment.isoformat(sep=" ", timespec="seconds")[:19]
 
 
 def duration(seconds: float | None) -> str:
