@@ -22,6 +22,7 @@ from cdrhub.cdr import CallRecord
 from cdrhub.errors import SchemaOutdated, StoreUnavailable
 from cdrhub.factcache import FactCache
 from cdrhub.store import batch, migrate, postgres, sqlite
+from cdrhub.store.batch import storable_text
 from cdrhub.store.schema import calls, quarantine, raw_pushes
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,14 @@ class Rejected:
     call_id: str | None = None
     source: Source = "push"
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        # The quarantine is where a refused body goes because of what it holds, so nothing it
+        # holds may make the quarantine refuse it too (PostgreSQL takes no NUL in text, no
+        # database a lone surrogate): the bytes are kept exactly in ``body``, and these labels
+        # keep what the database cannot hold as a visible escape.
+        for name in ("call_id", "path", "remote_addr"):
+            object.__setattr__(self, name, storable_text(getattr(self, name)))
 
 
 Item = Push | Rejected
@@ -165,6 +174,8 @@ class Store:
                         "database connection lost; reconnecting: %s", describe_database_error(exc)
                     )
                     continue
+                if refused_for_its_data(exc):
+                    raise  # not an outage: the writer stores the others and keeps this one
                 raise StoreUnavailable(describe_database_error(exc)) from exc
         raise AssertionError("unreachable")
 
@@ -242,6 +253,22 @@ class Store:
             self.read_engine.dispose()
 
 
+#: PostgreSQL error classes about the data written, not the database: data exception (22),
+#: integrity violation (23), program limit exceeded (54: an index entry too big, too many
+#: columns). psycopg raises the last as an ``OperationalError``, the class of outages.
+_DATA_SQLSTATE_CLASSES = ("22", "23", "54")
+
+
+def refused_for_its_data(exc: DBAPIError) -> bool:
+    """Whether the database refused what a batch holds, rather than being away or locked.
+
+    Retrying such a batch fails the same way forever, so it must not be spooled as an outage:
+    a spooled item the database refuses would hold every later push behind it.
+    """
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _DATA_SQLSTATE_CLASSES
+
+
 def describe_database_error(exc: DBAPIError) -> str:
     """A one-line reason from a driver error, without the SQL or its parameters.
 
@@ -267,5 +294,6 @@ __all__ = [
     "SchemaOutdated",
     "Store",
     "describe_database_error",
+    "refused_for_its_data",
     "open_store",
 ]
