@@ -61,14 +61,14 @@ _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tup
 class TextFormatter(logging.Formatter):
     """Readable text, one line per record whatever the logged values hold (see the module)."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = printable(record.message)
         return super().formatMessage(record)
 
-    def formatException(self, ei: _ExcInfo) -> str:  # noqa: N802
+    def formatException(self, ei: _ExcInfo) -> str:
         return _indented(super().formatException(ei))
 
-    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+    def formatStack(self, stack_info: str) -> str:
         return _indented(super().formatStack(stack_info))
 
 
