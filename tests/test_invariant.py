@@ -403,3 +403,42 @@ def test_quarantine_keeps_labels_the_database_cannot_hold(store: Store, tmp_path
     assert kept is not None and bytes(kept["body"]) == body
     assert kept["call_id"] == "a\\x00b" and kept["path"].endswith("import-\\udcff.json")
     assert json.loads(kept["detail"]) == {"fields": [{"value": "a\x00b\ud800"}]}
+
+
+# -- what senders chose, on an operator's terminal -------------------------------------------
+
+
+def test_the_cli_shows_sender_text_literally_and_without_terminal_escapes(
+    push: Any, settings: Settings, store: Store
+) -> None:
+    """Rich markup or escape sequences in a callId or agent name: printed, never obeyed.
+
+    ``[/x]`` ended ``quarantine list`` and ``stats`` with a MarkupError, and a body's
+    ``ESC ]`` or ``ESC [`` sequences reached the terminal through ``quarantine show``.
+    """
+    from click.testing import CliRunner
+
+    from cdrhub.cli import main
+
+    assert push({"callId": "[/x]\x1b[2J", "direction": 7}).status_code == 422
+    raw = b'{"callId":"esc","x":"\x1b]0;owned\x07' + b"\x9b31m"  # not JSON: kept as sent
+    assert push(raw).status_code == 400
+    agent = {"callId": "ok-1", "agentName": "[/b]\x1b[31m", "startTime": 1764000000000}
+    assert push(agent).status_code == 200
+    env = {"CDRHUB_DATABASE_URL": settings.database_url, "CDRHUB_TOKENS": ""}
+    runner = CliRunner()
+    listing = runner.invoke(main, ["quarantine", "list"], env=env)
+    assert listing.exit_code == 0, listing.output
+    assert "[/x]\\x1b[2J" in listing.output and "\x1b" not in listing.output
+    for entry in store.quarantined():
+        shown = runner.invoke(main, ["quarantine", "show", str(entry["id"])], env=env)
+        assert shown.exit_code == 0, shown.output
+        assert "\x1b" not in shown.output and "\x07" not in shown.output
+    shown = runner.invoke(main, ["quarantine", "show", str(store.quarantined()[0]["id"])], env=env)
+    assert "\\x1b]0;owned\\x07" in shown.output
+    stats = runner.invoke(
+        main, ["stats", "--from", "2025-11-01", "--to", "2025-12-01", "--group-by", "agent"],
+        env=env,
+    )
+    assert stats.exit_code == 0, stats.output
+    assert "[/b]\\x1b[3" in stats.output and "\x1b" not in stats.output  # cut to fit the column

@@ -23,6 +23,7 @@ from rich.table import Table
 from cdrhub import __version__, cdr, memory
 from cdrhub.errors import SchemaOutdated
 from cdrhub.logs import configure as configure_logging
+from cdrhub.logs import printable
 from cdrhub.settings import Settings, load_settings, mask_secret, mask_url
 from cdrhub.store import Store, open_store
 from cdrhub.tokens import accepted_tokens, new_token, read_token_file, write_token_file
@@ -35,9 +36,13 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _console() -> Console:
-    """Rich output; when piped, wide enough that tables never wrap (scripts read them)."""
-    return Console(width=None if sys.stdout.isatty() else 240)
+def _console(*, markup: bool = False) -> Console:
+    """Rich output; when piped, wide enough that tables never wrap (scripts read them).
+
+    Markup is off unless asked for: table cells carry what senders chose (a callId, an agent's
+    name), and ``[/x]`` in one would otherwise end the command with a MarkupError.
+    """
+    return Console(width=None if sys.stdout.isatty() else 240, markup=markup)
 
 
 def settings_options(func: F) -> F:
@@ -153,7 +158,7 @@ def _print_banner(settings: Settings, tokens: list[str], generated: bool) -> Non
     base = settings.public_url or (
         f"http://{'<this-server>' if settings.host in _ANY else settings.host}:{settings.port}"
     )
-    out = _console()
+    out = _console(markup=True)
     out.print(f"[bold]cdrhub {__version__}[/] on {mask_url(settings.database_url)}")
     out.print("Configure NXCC's call-log push (call center settings) with:")
     for path in settings.callback_paths:
@@ -295,7 +300,7 @@ def quarantine_list(settings: Settings, include_replayed: bool, limit: int) -> N
             e["received_at"].strftime("%Y-%m-%d %H:%M:%S"),
             str(e["status"]),
             e["reason"],
-            e["call_id"] or "",
+            printable(e["call_id"] or ""),
             e["replay_result"] or "",
         )
     _console().print(table)
@@ -323,18 +328,23 @@ def quarantine_show(settings: Settings, entry_id: int) -> None:
     detail = json.loads(entry["detail"])
     click.echo(
         f"#{entry['id']}  {entry['received_at'].isoformat()}  {entry['status']} "
-        f"{entry['reason']}  from {entry['remote_addr'] or '?'} on {entry['path'] or '?'}"
+        f"{entry['reason']}  from {printable(entry['remote_addr'] or '?')} "
+        f"on {printable(entry['path'] or '?')}"
     )
-    click.echo(f"detail: {detail.get('detail')}")
+    click.echo(f"detail: {printable(str(detail.get('detail')))}")
     for problem in detail.get("fields", []):
         click.echo(
-            f"  {problem['field']}: got {problem['value']!r}, expected {problem['expected']}"
+            f"  {printable(problem['field'])}: got {problem['value']!r}, "
+            f"expected {printable(problem['expected'])}"
         )
-    click.echo("headers: " + json.dumps(dict(json.loads(entry["headers"])), ensure_ascii=False))
+    headers = json.dumps(dict(json.loads(entry["headers"])), ensure_ascii=False)
+    click.echo("headers: " + printable(headers))
     if entry["replayed_at"]:
         click.echo(f"replayed: {entry['replayed_at'].isoformat()} ({entry['replay_result']})")
     click.echo("body" + ("" if entry["body_complete"] else " (cut at the size limit)") + ":")
-    click.echo(entry["body"].decode("utf-8", errors="backslashreplace"))
+    # The body's own line breaks stay; any other control character (a terminal escape) is shown.
+    text = bytes(entry["body"]).decode("utf-8", errors="backslashreplace")
+    click.echo("\n".join(printable(line) for line in text.split("\n")))
 
 
 @quarantine_group.command("replay")
@@ -684,7 +694,7 @@ def stats(
     table = Table(*[h.replace("_", " ") for h in header])
     for g in groups:
         table.add_row(
-            *["" if v is None else str(v) for v in g["key"].values()],
+            *["" if v is None else printable(str(v)) for v in g["key"].values()],
             *[_show(v) for v in _metric_values(g)],
         )
     _console().print(table)
