@@ -75,6 +75,13 @@ def test_lenient_values(field: str, value: Any, column: str, expected: Any) -> N
         ("callee", ["a"]),
         ("caller", "nul\x00byte"),
         ("callId", True),
+        # Values no column can hold: refused with the field named, never a crash or a 500.
+        ("totalCustomerPrice", 10**400),
+        ("totalCustomerPrice", "9" * 400),
+        ("totalCustomerPrice", -(10**309)),
+        ("callId", "x" * (cdr.MAX_INDEXED_CHARS + 1)),
+        ("caller", "1" * (cdr.MAX_INDEXED_CHARS + 1)),
+        ("callee", "长" * (cdr.MAX_INDEXED_CHARS + 1)),
     ],
 )
 def test_impossible_values_are_reported(field: str, value: Any) -> None:
@@ -85,6 +92,24 @@ def test_impossible_values_are_reported(field: str, value: Any) -> None:
     assert problem.field == field
     assert problem.expected
     msgspec.json.encode(problem.value)  # always renderable in the error body
+
+
+@pytest.mark.parametrize("field", ["callId", "caller", "callee"])
+def test_indexed_text_up_to_its_limit_is_accepted(field: str) -> None:
+    """The longest callId, caller or callee the database can index is a valid value."""
+    value = "长" * cdr.MAX_INDEXED_CHARS  # 4 bytes a character at most: inside 2704 bytes
+    record = cdr.to_record({"callId": "x", field: value})
+    assert record.values[cdr.FIELDS[[f.name for f in cdr.FIELDS].index(field)].column] == value
+
+
+def test_a_decoded_record_with_a_lone_surrogate_encodes_and_is_refused_as_bad_json() -> None:
+    """Import and backfill re-encode what Python's json decoded; a lone surrogate keeps its
+    escape (no UnicodeEncodeError ending the run), and the body is then refused as bad JSON."""
+    body = cdr.encode({"callId": "a\ud800", "intent": "转人工"})
+    assert body == rb'{"callId":"a\ud800","intent":"\u8f6c\u4eba\u5de5"}'
+    with pytest.raises(BadJson):
+        cdr.parse(body)
+    assert cdr.encode({"intent": "转人工"}) == b'{"intent":"' + "转人工".encode() + b'"}'
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -112,7 +137,12 @@ def test_content_hash_ignores_key_order_but_not_values() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)  # past float's and int64's range
+    | st.floats(allow_nan=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
     max_leaves=5,
 )

@@ -10,7 +10,9 @@ expected, every problem at once.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,11 @@ VENDOR_EXAMPLE: dict[str, Any] = {
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT32_MAX = 2**31 - 1
+#: The longest value of a field the database indexes (callId, caller, callee). PostgreSQL
+#: refuses an index entry over 2704 bytes, and it refuses it inside the commit, where it looks
+#: like an outage and would hold every later push in the spool behind it. 512 characters are
+#: at most 2048 bytes of UTF-8: far above any real id or SIP URI, well inside the limit.
+MAX_INDEXED_CHARS = 512
 
 # -- the accepted ranges (docs/ingest.md, "Accepted ranges") --------------------------------------
 # A value outside its range is not a call that happened: it is refused (422, quarantined) instead
@@ -101,12 +108,23 @@ def _text(value: Any) -> str | None:
         text = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
         # Ids such as taskId are sometimes sent as JSON numbers; keep their digits.
-        text = str(value)
+        try:
+            text = str(value)
+        except ValueError:  # more digits than Python prints (sys.get_int_max_str_digits)
+            raise _Bad("a string") from None
     else:
         raise _Bad("a string")
     if "\x00" in text:
         # PostgreSQL text cannot hold NUL; refusing keeps both databases identical.
         raise _Bad("a string without NUL characters")
+    return text
+
+
+def _indexed_text(value: Any) -> str | None:
+    """Text the database indexes: at most :data:`MAX_INDEXED_CHARS` characters."""
+    text = _text(value)
+    if text is not None and len(text) > MAX_INDEXED_CHARS:
+        raise _Bad(f"a string of at most {MAX_INDEXED_CHARS} characters")
     return text
 
 
@@ -223,9 +241,9 @@ FIELDS: tuple[Field, ...] = (
     Field("answered", "answered", _boolean, "whether the call was answered"),
     Field("answerTime", "answer_time", _epoch_ms, "when the call was answered"),
     Field("callDuration", "call_duration", _seconds, "call duration in seconds, as sent"),
-    Field("callee", "callee", _text, "called number or SIP URI"),
-    Field("caller", "caller", _text, "calling number"),
-    Field("callId", "call_id", _text, "the call's id: the identity of a record"),
+    Field("callee", "callee", _indexed_text, "called number or SIP URI"),
+    Field("caller", "caller", _indexed_text, "calling number"),
+    Field("callId", "call_id", _indexed_text, "the call's id: the identity of a record"),
     Field("direction", "direction", _choice(DIRECTIONS), "0 inbound, 1 outbound, 2 AICC"),
     Field("dtmfKeys", "dtmf_keys", _text, "keys pressed, comma-separated"),
     Field("endTime", "end_time", _epoch_ms, "when the call ended"),
@@ -347,6 +365,20 @@ def parse(body: bytes) -> CallRecord:
     return to_record(decode(body))
 
 
+def encode(record: Any) -> bytes:
+    """The body of a call log that arrived already decoded (an import file, NXCC's query API).
+
+    Compact UTF-8 JSON, as a push would be. Python's ``json`` decodes a lone surrogate escape
+    (``"\\ud800"``) that UTF-8 cannot carry; such a record keeps the escape, so it is refused
+    as bad JSON and quarantined like any other, instead of ending the whole run.
+    """
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(record, separators=(",", ":")).encode()
+
+
 def content_hash(data: dict[str, Any]) -> str:
     """Identify a payload's content regardless of key order or whitespace.
 
@@ -365,5 +397,8 @@ def _echo(value: Any) -> Any:
         text = msgspec.json.encode(value).decode()
         return text if len(text) <= 200 else text[:200] + "…"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # more digits than Python prints
+            return f"an integer of more than {sys.get_int_max_str_digits()} digits"
     return value

@@ -29,6 +29,9 @@ def run(settings: Settings) -> None:
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": False,  # cdrhub logs each push (call id and outcome) itself
+        # uvicorn's own lines (a traceback of an unhandled error among them) go through cdrhub's
+        # handler: one format, and the text format's escaping of what senders chose.
+        "log_config": None,
         "http": DeclineH2CHttpToolsProtocol,
         "server_header": False,
         # uvicorn would otherwise rewrite the peer from X-Forwarded-For sent by any loopback

@@ -25,9 +25,13 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def console() -> Console:
-    """Rich output; when piped, wide enough that tables never wrap (scripts read them)."""
-    return Console(width=None if sys.stdout.isatty() else 240)
+def console(*, markup: bool = False) -> Console:
+    """Rich output; when piped, wide enough that tables never wrap (scripts read them).
+
+    Markup is off unless asked for: table cells carry what senders chose (a callId, an agent's
+    name), and ``[/x]`` in one would otherwise end the command with a MarkupError.
+    """
+    return Console(width=None if sys.stdout.isatty() else 240, markup=markup)
 
 
 def settings_options(func: F) -> F:

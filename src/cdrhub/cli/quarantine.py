@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
+from cdrhub.ops import printable
 from cdrhub.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def quarantine_list(settings: Settings, include_replayed: bool, limit: int) -> N
             e["received_at"].strftime("%Y-%m-%d %H:%M:%S"),
             str(e["status"]),
             e["reason"],
-            e["call_id"] or "",
+            printable(e["call_id"] or ""),
             e["replay_result"] or "",
         )
     console().print(table)
@@ -83,18 +84,23 @@ def quarantine_show(settings: Settings, entry_id: int) -> None:
     detail = json.loads(entry["detail"])
     click.echo(
         f"#{entry['id']}  {entry['received_at'].isoformat()}  {entry['status']} "
-        f"{entry['reason']}  from {entry['remote_addr'] or '?'} on {entry['path'] or '?'}"
+        f"{entry['reason']}  from {printable(entry['remote_addr'] or '?')} "
+        f"on {printable(entry['path'] or '?')}"
     )
-    click.echo(f"detail: {detail.get('detail')}")
+    click.echo(f"detail: {printable(str(detail.get('detail')))}")
     for problem in detail.get("fields", []):
         click.echo(
-            f"  {problem['field']}: got {problem['value']!r}, expected {problem['expected']}"
+            f"  {printable(problem['field'])}: got {problem['value']!r}, "
+            f"expected {printable(problem['expected'])}"
         )
-    click.echo("headers: " + json.dumps(dict(json.loads(entry["headers"])), ensure_ascii=False))
+    headers = json.dumps(dict(json.loads(entry["headers"])), ensure_ascii=False)
+    click.echo("headers: " + printable(headers))
     if entry["replayed_at"]:
         click.echo(f"replayed: {entry['replayed_at'].isoformat()} ({entry['replay_result']})")
     click.echo("body" + ("" if entry["body_complete"] else " (cut at the size limit)") + ":")
-    click.echo(entry["body"].decode("utf-8", errors="backslashreplace"))
+    # The body's own line breaks stay; any other control character (a terminal escape) is shown.
+    text = bytes(entry["body"]).decode("utf-8", errors="backslashreplace")
+    click.echo("\n".join(printable(line) for line in text.split("\n")))
 
 
 @quarantine_group.command("replay")

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from cdrhub.ops import printable
 from cdrhub.settings import Settings
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def stats(
     table = Table(*[h.replace("_", " ") for h in header])
     for g in groups:
         table.add_row(
-            *["" if v is None else str(v) for v in g["key"].values()],
+            *["" if v is None else printable(str(v)) for v in g["key"].values()],
             *[_show(v) for v in _metric_values(g)],
         )
     console().print(table)

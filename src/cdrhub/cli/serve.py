@@ -55,7 +55,7 @@ def _print_banner(settings: Settings, tokens: list[str], generated: bool) -> Non
     base = settings.public_url or (
         f"http://{'<this-server>' if settings.host in _ANY else settings.host}:{settings.port}"
     )
-    out = console()
+    out = console(markup=True)
     out.print(f"[bold]cdrhub {__version__}[/] on {mask_url(settings.database_url)}")
     out.print("Configure NXCC's call-log push (call center settings) with:")
     for path in settings.callback_paths:

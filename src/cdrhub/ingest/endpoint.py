@@ -200,6 +200,14 @@ class CallbackEndpoint:
         except (BodyTooLarge, UnsupportedMediaType, BadJson, InvalidRecord) as error:
             await self._quarantine(scope, body, complete, error)
             raise
+        except Exception as exc:
+            # The parser refuses with BadJson or InvalidRecord, nothing else; anything else is
+            # a bug of ours. The sender proved its token: keep the body for replay after the
+            # fix, and answer 500 so NXCC retries meanwhile.
+            log.error("reading a push failed unexpectedly", exc_info=exc)
+            error = CdrhubError("the call could not be read; see the server log")
+            await self._quarantine(scope, body, complete, error)
+            raise error from None
         try:
             outcome = await self._writer().submit(Push(record, body))
         except StoreUnavailable:

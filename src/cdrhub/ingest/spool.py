@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cdrhub import cdr
-from cdrhub.errors import BadJson, InvalidRecord, StoreUnavailable
+from cdrhub.errors import BadJson, InvalidRecord, StoreFailed, StoreUnavailable
 from cdrhub.store import Item, Push, Rejected, Store
 
 try:
@@ -82,7 +82,7 @@ class Spool:
             try:
                 items = list(read_records(path))
                 for start in range(0, len(items), _DRAIN_CHUNK):
-                    store.write(items[start : start + _DRAIN_CHUNK])
+                    self._write(store, items[start : start + _DRAIN_CHUNK])
                 drained += len(items)
                 if path == self.path:
                     os.ftruncate(fd, 0)
@@ -97,6 +97,57 @@ class Spool:
         self.pending = 0
         self.oldest_ms = None
         return drained
+
+    def _write(self, store: Store, items: list[Item]) -> None:
+        """Store ``items``; one the database refuses for what it holds is set aside, not retried.
+
+        Only an outage (``StoreUnavailable``) stops the drain. Anything else is about one item
+        and would fail the same way at every retry, holding every later call in the spool
+        behind it: the others are stored one by one, a refused push goes to the quarantine
+        (its body is all it needs), and what even the quarantine refuses is kept in a
+        ``refused-*.log`` file beside the spool, in the spool's format, with an error logged.
+        """
+        try:
+            store.write(items)
+            return
+        except StoreUnavailable:
+            raise
+        except Exception:
+            if len(items) == 1:
+                refused = self._refused(items[0])
+                if refused is None:
+                    return
+                items = [refused]
+            # else: find the one, storing the others.
+        for item in items:
+            self._write(store, [item])
+
+    def _refused(self, item: Item) -> Rejected | None:
+        """What to store instead of an item the database refused (called while handling it)."""
+        if isinstance(item, Rejected):
+            self._set_aside(item)
+            return None
+        log.exception("the database refused spooled call %s; quarantining it", item.record.call_id)
+        error = StoreFailed("the call could not be stored; see the server log")
+        return Rejected(
+            body=item.body,
+            status=error.status,
+            reason=error.code,
+            detail=error.body(),
+            call_id=item.record.call_id,
+            source=item.source,
+            received_at=item.received_at,
+        )
+
+    def _set_aside(self, item: Rejected) -> None:
+        path = self.directory / f"refused-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
+        log.exception("the quarantine refused a spooled body; it is kept in %s", path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, _encode(item))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _drainable(self) -> Iterator[tuple[Path, int]]:
         if self._fd is not None and self.pending:
@@ -156,7 +207,8 @@ def _encode(item: Item) -> bytes:
             "remote_addr": item.remote_addr,
             "call_id": item.call_id,
         }
-    payload = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    # ASCII JSON: whatever text a refused body's labels hold, the line can always be written.
+    payload = json.dumps(record, separators=(",", ":")).encode()
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 

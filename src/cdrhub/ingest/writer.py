@@ -116,6 +116,11 @@ class BatchWriter:
         except OSError:
             self._retry_at = time.monotonic() + 1.0
             log.exception("could not read the spool")
+        except Exception:
+            # A bug of ours must not end the only writer thread: every push after it would
+            # wait for an answer forever. The spool stays as it is; it is tried again later.
+            self._retry_at = time.monotonic() + 1.0
+            log.exception("draining the spool failed")
 
     def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> _Settled:
         items = [item for item, _ in batch]
@@ -155,7 +160,7 @@ class BatchWriter:
             return [(future, error) for _, future in batch]
         try:
             self._spool.append(items)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             log.error("could not spool %d item(s) either: %s", len(items), exc)
             error = cause or StoreUnavailable("database unavailable and the spool is not writable")
             return [(future, error) for _, future in batch]

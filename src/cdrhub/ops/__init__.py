@@ -6,7 +6,7 @@ the CLI and the app can call ``maintenance`` without either depending on the oth
 
 from cdrhub.ops import memory
 from cdrhub.ops.activity import Activity, parse_hours
-from cdrhub.ops.logs import JsonFormatter
+from cdrhub.ops.logs import JsonFormatter, TextFormatter, printable
 from cdrhub.ops.logs import configure as configure_logging
 from cdrhub.ops.maintenance import backup, parse_age, prune
 from cdrhub.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -16,11 +16,13 @@ __all__ = [
     "METRICS_CONTENT_TYPE",
     "Activity",
     "JsonFormatter",
+    "TextFormatter",
     "Metrics",
     "backup",
     "configure_logging",
     "memory",
     "parse_age",
     "parse_hours",
+    "printable",
     "prune",
 ]

@@ -344,7 +344,7 @@ def _reconcile_hour(store: Store, client: Client, start_s: int, end_s: int, max_
     hour = Hour(start_s, nxcc=len(records), cdrhub=len(ours))
     parsed: list[tuple[dict[str, Any], cdr.CallRecord | None]] = []
     for record in records:
-        body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+        body = cdr.encode(record)
         try:
             parsed.append((record, cdr.parse(body)))
         except CdrhubError:

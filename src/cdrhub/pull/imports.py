@@ -152,7 +152,7 @@ def _store_batch(
 
 def _item(record: Any, origin: str, spreadsheet: bool) -> Push | Rejected:
     """A record as a push to store, or as a refused body for the quarantine."""
-    body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    body = cdr.encode(record)
     try:
         return Push(_parse(body, record, spreadsheet), body, source="import")
     except CdrhubError as error:

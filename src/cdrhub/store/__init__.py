@@ -130,6 +130,8 @@ class Store:
                         "database connection lost; reconnecting: %s", describe_database_error(exc)
                     )
                     continue
+                if refused_for_its_data(exc):
+                    raise  # not an outage: the writer stores the others and keeps this one
                 raise StoreUnavailable(describe_database_error(exc)) from exc
         raise AssertionError("unreachable")
 
@@ -215,6 +217,22 @@ class Store:
             self.read_engine.dispose()
 
 
+#: PostgreSQL error classes about the data written, not the database: data exception (22),
+#: integrity violation (23), program limit exceeded (54: an index entry too big, too many
+#: columns). psycopg raises the last as an ``OperationalError``, the class of outages.
+_DATA_SQLSTATE_CLASSES = ("22", "23", "54")
+
+
+def refused_for_its_data(exc: DBAPIError) -> bool:
+    """Whether the database refused what a batch holds, rather than being away or locked.
+
+    Retrying such a batch fails the same way forever, so it must not be spooled as an outage:
+    a spooled item the database refuses would hold every later push behind it.
+    """
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _DATA_SQLSTATE_CLASSES
+
+
 def describe_database_error(exc: DBAPIError) -> str:
     """A one-line reason from a driver error, without the SQL or its parameters.
 
@@ -241,5 +259,6 @@ __all__ = [
     "Source",
     "Store",
     "describe_database_error",
+    "refused_for_its_data",
     "open_store",
 ]

@@ -267,12 +267,27 @@ def _insert_quarantine(conn: Connection, item: Any) -> int:
         "source": item.source,
         "path": item.path,
         "remote_addr": item.remote_addr,
-        "headers": json.dumps(item.headers, ensure_ascii=False),
+        "headers": storable_json(item.headers),
         "body": item.body,
         "body_complete": item.body_complete,
         "status": item.status,
         "reason": item.reason,
-        "detail": json.dumps(item.detail, ensure_ascii=False),
+        "detail": storable_json(item.detail),
         "call_id": item.call_id,
     }
     return int(conn.execute(insert(quarantine).returning(quarantine.c.id), values).scalar_one())
+
+
+
+def storable_json(value: Any) -> str:
+    """JSON text of ``value`` that every database stores, readable where it can be.
+
+    JSON escapes control characters itself; a lone surrogate (from a decoded file name or a
+    value Python's ``json`` read) is kept as its ``\\u`` escape: the same JSON value.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text

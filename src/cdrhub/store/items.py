@@ -52,5 +52,23 @@ class Rejected:
     source: Source = "push"
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def __post_init__(self) -> None:
+        # The quarantine is where a refused body goes because of what it holds, so nothing it
+        # holds may make the quarantine refuse it too (PostgreSQL takes no NUL in text, no
+        # database a lone surrogate): the bytes are kept exactly in ``body``, and these labels
+        # keep what the database cannot hold as a visible escape.
+        for name in ("call_id", "path", "remote_addr"):
+            object.__setattr__(self, name, storable_text(getattr(self, name)))
+
 
 Item = Push | Rejected
+
+def storable_text(text: str | None) -> str | None:
+    """``text`` as every database stores it: NUL and lone surrogates become ``\\x00``, ``\\ud800``.
+
+    For labels of a refused body (its callId, the path it came on), never for call data: a
+    call whose text holds these is refused by the parser, and its exact bytes are its body.
+    """
+    if text is None or (text.isascii() and "\x00" not in text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
