@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
 from cdrhub import export, query, stats
 from cdrhub.apikeys import ApiKey, Right, authenticate
@@ -36,6 +37,33 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "The API key lacks the right (a read-only key)"},
     422: {"description": "A parameter is unknown or invalid; `fields` names it"},
 }
+
+
+class CallIdConvertor(Convertor[str]):
+    """A path parameter that is the whole rest of the path, any character included.
+
+    Starlette's ``str`` stops at ``/`` and its ``path`` (``.*``) stops at a newline; worse,
+    ``$`` then matches before a trailing one, so ``/calls/x%0A`` would open the call ``x``.
+    A callId is any text NXCC sent, so the route takes everything after its prefix.
+    """
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+def call_id_path(prefix: str) -> str:
+    """``prefix`` + a callId path parameter that takes any text (see :class:`CallIdConvertor`).
+
+    Declare it after every fixed route under ``prefix``: the first matching route wins, so a
+    callId equal to a fixed route's name is reached by the ``?id=`` form instead.
+    """
+    register_url_convertor("call_id", CallIdConvertor())  # the same one each time: idempotent
+    return prefix + "{call_id:call_id}"
 
 
 def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
@@ -89,11 +117,10 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
         )
         return {"items": page.items, "next_cursor": page.next_cursor}
 
-    @router.get("/calls/{call_id}", tags=["calls"], dependencies=[reader], responses={404: {}})
-    def get_call(call_id: str, params: Mapping[str, str] = _documented(_DETAIL)) -> dict[str, Any]:
-        """One call: its columns, the facts derived from them (wait, talk, abandoned...) and
-        every distinct raw body received for it, oldest first."""
-        query.reject_unknown(params, frozenset(p.name for p in _DETAIL))
+    def call_detail(
+        call_id: str, params: Mapping[str, str], allowed: tuple[Param, ...]
+    ) -> dict[str, Any]:
+        query.reject_unknown(params, frozenset(p.name for p in allowed))
         tz = query.zone(params.get("tz") or settings.timezone)
         found = query.get_call(get_store(), call_id)
         if found is None:
@@ -104,6 +131,24 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
             "derived": stats.derived_fields(row, settings.short_abandon_seconds),
             "raw_versions": [query.raw_version_item(v, tz) for v in versions],
         }
+
+    @router.get("/call", tags=["calls"], dependencies=[reader], responses={404: {}})
+    def get_call_by_id(
+        request: Request, params: Mapping[str, str] = _documented(_BY_ID)
+    ) -> dict[str, Any]:
+        """One call, as `/api/calls/{callId}` gives it, named by the `id` parameter: this
+        form reaches every callId whatever it holds (`/`, `..`, `?`, a newline), with the id
+        percent-encoded as any query value. Links to a call should use it."""
+        return call_detail(query.one_id(request.query_params.getlist("id")), params, _BY_ID)
+
+    @router.get(call_id_path("/calls/"), tags=["calls"], dependencies=[reader], responses={404: {}})
+    def get_call(call_id: str, params: Mapping[str, str] = _documented(_DETAIL)) -> dict[str, Any]:
+        """One call: its columns, the facts derived from them (wait, talk, abandoned...) and
+        every distinct raw body received for it, oldest first.
+
+        The callId is the rest of the path, percent-encoded (`/` as `%2F`); clients resolve
+        a `.` or `..` segment themselves, so for ids like those use `/api/call?id=`."""
+        return call_detail(call_id, params, _DETAIL)
 
     @router.get("/stats", tags=["stats"], dependencies=[reader])
     def get_stats(params: Mapping[str, str] = _documented(_STATS)) -> dict[str, Any]:
@@ -172,6 +217,7 @@ _CALLS = (
     Param("cursor", "The `next_cursor` of the previous page."),
 )
 _DETAIL = (TZ_PARAM,)
+_BY_ID = (Param("id", "The callId, exactly as NXCC sent it (percent-encoded)."), TZ_PARAM)
 _STATS = (
     *FILTERS,
     TZ_PARAM,

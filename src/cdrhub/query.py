@@ -203,6 +203,15 @@ def reject_unknown(params: Mapping[str, Any], allowed: frozenset[str]) -> None:
         )
 
 
+def one_id(values: Sequence[str], param: str = "id") -> str:
+    """The one callId a request names by ``param``, or a 422: none, an empty one, or several
+    (answering one of them would be a guess)."""
+    if len(values) != 1 or not values[0]:
+        shown: Any = values[0] if len(values) == 1 else list(values)
+        raise _invalid(param, shown, "exactly one callId")
+    return values[0]
+
+
 def _invalid(param: str, value: Any, expected: str) -> InvalidParameter:
     return InvalidParameter(f"invalid value for {param}", [FieldProblem(param, value, expected)])
 
