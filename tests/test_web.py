@@ -202,6 +202,41 @@ class TestSignIn:
             attempt(f"nobody{i}", "wrong")
         assert attempt("someone-else", "wrong").status_code == 429
 
+    def test_every_spelling_of_a_name_shares_one_count(
+        self, client: TestClient, store: Store
+    ) -> None:
+        """Sign-in strips the name it is given, so " ann", "ann " and "\tann" are all ann's
+        account: they share ann's five tries, and after them even "ann" with the right
+        password waits. Case variants (other accounts, sign-in being case-sensitive) count
+        with them too: no spelling gets guesses of its own."""
+        users.create(store, "ann", "admin", PASSWORD)
+        token = _csrf(client.get("/login").text)
+
+        def attempt(name: str, password: str) -> int:
+            form = {"name": name, "password": password, "csrf": token}
+            return client.post("/login", data=form, follow_redirects=False).status_code
+
+        assert attempt(" ann", PASSWORD) == 303  # the same account as "ann"...
+        client.cookies.clear()
+        token = _csrf(client.get("/login").text)
+        spellings = [" ann", "ann ", "\tann", "ann\n", "\u3000ann", "ANN", "Ann "]
+        statuses = [attempt(name, "wrong password") for name in spellings]
+        assert statuses == [401] * ATTEMPTS_PER_NAME + [429] * (len(spellings) - ATTEMPTS_PER_NAME)
+        assert attempt("ann", PASSWORD) == 429  # ...so its tries are theirs too
+
+    def test_a_name_the_database_cannot_hold_is_a_wrong_name(
+        self, client: TestClient, store: Store
+    ) -> None:
+        """A NUL in the name (PostgreSQL text cannot hold one) is 401 like any unknown name,
+        counted by the brake, not a 500; and no account can be created with one."""
+        users.create(store, "ann", "admin", PASSWORD)
+        token = _csrf(client.get("/login").text)
+        for name in ("ann\x00", "\x00", "\x00ann"):
+            form = {"name": name, "password": PASSWORD, "csrf": token}
+            assert client.post("/login", data=form).status_code == 401, repr(name)
+        with pytest.raises(users.UserError, match="NUL"):
+            users.create(store, "bob\x00", "viewer", PASSWORD)
+
     def test_a_right_password_starts_the_name_afresh(
         self, client: TestClient, store: Store
     ) -> None:
