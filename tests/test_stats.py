@@ -230,6 +230,53 @@ def test_the_repeated_hour_is_two_buckets(api: Api, loaded: None) -> None:
     assert by_hour["2026-11-01T23:00-05:00"]["calls"] == 1  # E
 
 
+def _hour_key(ms: int, tz: ZoneInfo) -> str:
+    """The hour key of an instant, from zoneinfo itself: the local hour and its offset."""
+    local = datetime.fromtimestamp(ms / 1000, tz)
+    offset = local.strftime("%z")
+    return local.strftime("%Y-%m-%dT%H:00") + f"{offset[:3]}:{offset[3:]}"
+
+
+def _transitions(zone: str, year: int) -> list[int]:
+    """The instants (epoch ms) the zone's offset changes in ``year``, found by zoneinfo:
+    hour by hour, then the minute within the hour (offsets change on whole minutes)."""
+    tz = ZoneInfo(zone)
+
+    def offset(ms: int) -> Any:
+        return datetime.fromtimestamp(ms / 1000, tz).utcoffset()
+
+    start, hour = int(datetime(year, 1, 1, tzinfo=UTC).timestamp() * 1000), 3_600_000
+    found = []
+    for h in range(start, start + 366 * 24 * hour, hour):
+        if offset(h) != offset(h + hour):
+            found.append(next(m for m in range(h, h + hour + 1, 60_000) if offset(m) != offset(h)))
+    return found
+
+
+@pytest.mark.parametrize("zone", [NY, "Australia/Lord_Howe"])
+def test_calls_exactly_on_a_transition_get_the_hour_that_exists(
+    api: Api, push: Push, zone: str
+) -> None:
+    """A call at the very instant clocks change (spring and autumn), and a millisecond either
+    side, lands in the hour the zone's clock shows then, with that instant's offset: never in
+    an hour that does not exist that night (02:00-05:00 on a New York spring night). Lord
+    Howe moves by 30 minutes, off the UTC hour."""
+    tz = ZoneInfo(zone)
+    instants = _transitions(zone, 2026)
+    assert len(instants) == 2  # spring and autumn
+    times = [t + d for t in instants for d in (-1, 0, 1)]
+    for n, ms in enumerate(times):
+        assert push({"callId": f"dst-{n}", "startTime": ms}).status_code == 200
+    window = {"from": str(instants[0] - 86_400_000), "to": str(instants[1] + 86_400_000)}
+    for group_by in ("hour", "hour,direction"):
+        groups = api("/api/stats", group_by=group_by, tz=zone, **window).json()["groups"]
+        counted = {g["key"]["hour"]: g["calls"] for g in groups}
+        expected: dict[str, int] = {}
+        for ms in times:
+            expected[_hour_key(ms, tz)] = expected.get(_hour_key(ms, tz), 0) + 1
+        assert counted == expected, group_by
+
+
 def test_week_and_month_keys(api: Api, loaded: None) -> None:
     """Weeks are keyed by their Monday (ISO weeks), months by year-month, both local."""
     weeks = api("/api/stats", group_by="week", **RANGE).json()["groups"]
