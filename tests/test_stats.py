@@ -43,7 +43,7 @@ from cdrhub.stats import METRICS, percentiles
 from cdrhub.store import Push as StorePush
 from cdrhub.store import Store
 
-from .calls import call
+from .calls import call, ms
 from .conftest import Api, Push
 
 NY = "America/New_York"
@@ -312,6 +312,50 @@ def test_thresholds_can_be_overridden_per_request(api: Api, loaded: None) -> Non
     )
     [group] = api("/api/stats", short_abandon_seconds=3.5, **RANGE).json()["groups"]
     assert group["short_abandoned"] == 1
+
+
+@pytest.mark.parametrize(("short", "sl"), [(None, None), (2.5, 7), (0, 0)])
+def test_waits_exactly_on_a_threshold(
+    api: Api, push: Push, settings: Settings, short: float | None, sl: float | None
+) -> None:
+    """docs/metrics.md: a short abandon waited *less* than the threshold, a call answered
+    *within* the service level at most N seconds after queueing. Waits of exactly the
+    threshold, and one millisecond either side, in the report and in each call's detail."""
+    short_s = settings.short_abandon_seconds if short is None else short
+    sl_s = settings.service_level_seconds if sl is None else sl
+    base = ms("2026-11-24T03:00:00")
+    abandons, answers = {}, {}
+    for n, delta in enumerate((-1, 0, 1)):
+        start = base + n * 60_000
+        wait = int(short_s * 1000) + delta
+        if wait >= 0:
+            abandons[f"ab{delta}"] = wait
+            push({"callId": f"ab{delta}", "startTime": start, "inQueueTime": start,
+                  "outQueueTime": start + wait, "endTime": start + wait, "answered": False})  # fmt: skip
+        soa = int(sl_s * 1000) + delta
+        if soa >= 0:
+            answers[f"an{delta}"] = soa
+            push({"callId": f"an{delta}", "startTime": start + 1, "inQueueTime": start + 1,
+                  "answerTime": start + 1 + soa, "endTime": start + 1 + soa + 30_000,
+                  "answered": True})  # fmt: skip
+    if float(short_s).is_integer():  # the wait as whole seconds only: exactly the threshold
+        abandons["qd"] = int(short_s) * 1000
+        push({"callId": "qd", "startTime": base, "inQueueTime": base,
+              "queueDuration": int(short_s), "answered": False})  # fmt: skip
+    short_ones = [c for c, wait in abandons.items() if wait < short_s * 1000]
+    within = [c for c, soa in answers.items() if soa <= sl_s * 1000]
+    assert short_ones == ["ab-1"] if short_s else short_ones == []
+    thresholds = {"sl_seconds": sl, "short_abandon_seconds": short}
+    [group] = api("/api/stats", from_="2026-11-24", to="2026-11-25", tz="UTC",
+                  **thresholds).json()["groups"]  # fmt: skip
+    queued = len(abandons) + len(answers)
+    assert group["short_abandoned"] == len(short_ones)
+    assert group["service_level"] == pytest.approx(len(within) / (queued - len(short_ones)))
+    for call_id in abandons:
+        derived = api(f"/api/calls/{call_id}").json()["derived"]
+        # The detail uses the configured threshold (it takes no per-request one).
+        expected = abandons[call_id] < settings.short_abandon_seconds * 1000
+        assert derived["short_abandoned"] is expected, call_id
 
 
 def test_default_thresholds_and_zone_come_from_settings(settings: Settings, push: Push) -> None:
