@@ -265,15 +265,16 @@ def test_calls_exactly_on_a_transition_get_the_hour_that_exists(
     instants = _transitions(zone, 2026)
     assert len(instants) == 2  # spring and autumn
     times = [t + d for t in instants for d in (-1, 0, 1)]
-    for n, ms in enumerate(times):
-        assert push({"callId": f"dst-{n}", "startTime": ms}).status_code == 200
+    for n, moment in enumerate(times):
+        assert push({"callId": f"dst-{n}", "startTime": moment}).status_code == 200
     window = {"from": str(instants[0] - 86_400_000), "to": str(instants[1] + 86_400_000)}
     for group_by in ("hour", "hour,direction"):
         groups = api("/api/stats", group_by=group_by, tz=zone, **window).json()["groups"]
         counted = {g["key"]["hour"]: g["calls"] for g in groups}
         expected: dict[str, int] = {}
-        for ms in times:
-            expected[_hour_key(ms, tz)] = expected.get(_hour_key(ms, tz), 0) + 1
+        for moment in times:
+            key = _hour_key(moment, tz)
+            expected[key] = expected.get(key, 0) + 1
         assert counted == expected, group_by
 
 
@@ -330,8 +331,9 @@ def test_waits_exactly_on_a_threshold(
         wait = int(short_s * 1000) + delta
         if wait >= 0:
             abandons[f"ab{delta}"] = wait
+            left = start + wait
             push({"callId": f"ab{delta}", "startTime": start, "inQueueTime": start,
-                  "outQueueTime": start + wait, "endTime": start + wait, "answered": False})  # fmt: skip
+                  "outQueueTime": left, "endTime": left, "answered": False})  # fmt: skip
         soa = int(sl_s * 1000) + delta
         if soa >= 0:
             answers[f"an{delta}"] = soa
