@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cdrhub import cdr
 from cdrhub.errors import BadJson, InvalidRecord
+from tests.helpers import Api, Push
 
 # The seed's field table, in its order. (It has 28 rows; NXCC.md's "27" miscounts it.)
 SEED_FIELDS = (
@@ -134,6 +135,44 @@ def test_content_hash_ignores_key_order_but_not_values() -> None:
     assert a == cdr.content_hash({"x": 1, "callId": "1"})
     assert a != cdr.content_hash({"callId": "1", "x": 2})
     assert a != cdr.content_hash({"callId": "1", "x": 1, "new": None})
+
+
+def test_a_record_is_identified_by_all_it_carries() -> None:
+    """What a push is stored as (``parse``) changes identity with any field, known or not:
+    NXCC may add a field before cdrhub models it, and its value must not be dropped as a
+    retry."""
+    base = {"callId": "h-1", "callDuration": 5}
+    variants = [
+        {**base, "newField": "x"},
+        {**base, "newField": None},
+        {**base, "newField": {"nested": [1]}},
+        {**base, "newField": {"nested": [2]}},
+        {**base, "callDuration": 6},
+    ]
+    hashes = [cdr.parse(msgspec.json.encode(v)).content_hash for v in [base, *variants]]
+    assert len(set(hashes)) == len(hashes)
+    spaced = b'{ "callDuration" : 5 ,\n "callId" : "h-1" }'  # a retry, written differently
+    assert cdr.parse(spaced).content_hash == hashes[0]
+
+
+def test_a_push_adding_an_unknown_field_is_a_new_version(push: Push, api: Api) -> None:
+    """Same known fields plus one cdrhub does not model: ``updated``, with a second raw
+    version that holds the field; resending it is a ``duplicate``; changing only that field's
+    value (even deep inside it) is ``updated`` again. On both databases."""
+    base = {"callId": "u-1", "callDuration": 5, "startTime": 1795510931000}
+    sent = [
+        (base, "created"),
+        ({**base, "vendorNote": {"tier": "gold"}}, "updated"),
+        ({"vendorNote": {"tier": "gold"}, **base}, "duplicate"),  # same content, other order
+        ({**base, "vendorNote": {"tier": "silver"}}, "updated"),
+    ]
+    for body, expected in sent:
+        assert push(body).json()["result"] == expected, body
+    detail = api("/api/calls/u-1").json()
+    bodies = [v["body"] for v in detail["raw_versions"]]
+    assert bodies == [base, sent[1][0], sent[3][0]]
+    assert [v["delivery_count"] for v in detail["raw_versions"]] == [1, 2, 1]
+    assert detail["call_duration"] == 5
 
 
 json_values = st.recursive(

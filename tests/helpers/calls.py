@@ -33,3 +33,36 @@ def call(call_id: str, start: str | None, **fields: Any) -> dict[str, Any]:
             body[key] = base + int(offset * 1000)
     body.update(fields)
     return body
+
+
+#: callIds that collide with routes, are rewritten by URL handling or need encoding: every one
+#: must open its own call on the API and the dashboard. Pairs (``nl-end``/``nl-end\n``,
+#: ``a``/``a/b``) catch a route that opens a neighbour instead of answering 404.
+AWKWARD_IDS: tuple[str, ...] = (
+    "export",
+    "rows",
+    "..",
+    ".",
+    "a",
+    "a/b",
+    "/lead",
+    "trail/",
+    "a/../b",
+    "q?x=1",
+    "frag#1",
+    "100%",
+    "pct%2F",
+    "%2E%2E",
+    "sp ace",
+    " lead",
+    "plus+1",
+    "amp&id=x",
+    "line\nbreak",
+    "nl-end",
+    "nl-end\n",
+    "cr\rx",
+    "tab\tx",
+    "呼叫/转人工",
+    "back\\slash",
+    "semi;colon",
+)

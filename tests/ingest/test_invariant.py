@@ -304,8 +304,8 @@ def test_import_and_reconcile_quarantine_what_no_column_holds(
     """A file or NXCC's query API with such records: the others stored, these quarantined."""
     from click.testing import CliRunner
 
-    from cdrhub.pull import backfill, nxcc
     from cdrhub.cli import main
+    from cdrhub.pull import backfill, nxcc
     from tests.helpers.fake_nxcc import KEY, SECRET, FakeNxcc, running
 
     recent_s = int(time.time()) - 600

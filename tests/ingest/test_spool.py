@@ -114,6 +114,90 @@ def test_pushes_are_spooled_while_locked_and_stored_after(
     store.close()
 
 
+class DatabaseLock:
+    """A real lock another client holds on the test database: SQLite's write lock, or
+    PostgreSQL's table lock (the app's URL sets a short ``lock_timeout``, so a blocked write
+    fails, as SQLite's busy timeout makes it, instead of waiting forever)."""
+
+    def __init__(self, kind: str, url: str, path: Path | None) -> None:
+        self.kind = kind
+        if kind == "sqlite":
+            assert path is not None
+            self._sqlite = sqlite3.connect(path, isolation_level=None)
+        else:
+            import psycopg
+
+            self._pg = psycopg.connect(url)
+
+    def hold(self) -> None:
+        if self.kind == "sqlite":
+            self._sqlite.execute("BEGIN IMMEDIATE")
+        else:
+            self._pg.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        if self.kind == "sqlite":
+            self._sqlite.execute("ROLLBACK")
+        else:
+            self._pg.rollback()
+
+    def close(self) -> None:
+        if self.kind == "sqlite":
+            self._sqlite.close()
+        else:
+            self._pg.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def lockable(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Settings, DatabaseLock]]:
+    """Settings whose writes fail fast under a lock, and the lock, on either database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/spooled.db"
+        plain, path = url, tmp_path / "spooled.db"
+    else:
+        from tests.helpers import empty_postgres
+
+        plain = request.getfixturevalue("postgres_database")
+        empty_postgres(plain)
+        url, path = plain + "?options=-c%20lock_timeout%3D200", None
+    setup = open_store(plain)
+    setup.upgrade()
+    setup.close()
+    settings = Settings(
+        database_url=url, tokens=[TOKEN], data_dir=tmp_path / "data", sqlite_busy_timeout_ms=100
+    )
+    lock = DatabaseLock(request.param, plain, path)
+    yield settings, lock
+    lock.close()
+
+
+def test_a_correction_sent_as_the_database_comes_back_is_not_undone(
+    lockable: tuple[Settings, DatabaseLock],
+) -> None:
+    """The first version is spooled under a real lock; the lock goes; the correction comes at
+    once, before the writer's own retry. It must go behind the spooled version, not past it:
+    stored first, the spooled callDuration 5 would land after it and undo the 9."""
+    settings, lock = lockable
+    store = open_store(settings.database_url)
+    with TestClient(create_app(settings)) as client:
+        lock.hold()
+        try:
+            first = _send(client, {"callId": "undo-1", "callDuration": 5})
+        finally:
+            lock.release()
+        assert first.json()["result"] == "spooled"
+        corrected = _send(client, {"callId": "undo-1", "callDuration": 9})
+        assert corrected.status_code == 200
+        # Behind the 5: spooled after it (the database was just tried) or stored after it.
+        assert corrected.json()["result"] in ("spooled", "updated")
+        _wait_for(lambda: client.get("/readyz").json()["checks"]["spool"]["pending"] == 0)
+        row = store.get_call("undo-1")
+        assert row is not None and row["call_duration"] == 9 and row["version_count"] == 2
+    store.close()
+
+
 def test_spool_left_by_a_dead_process_is_drained_on_start(
     locked_sqlite: tuple[Settings, sqlite3.Connection],
 ) -> None:

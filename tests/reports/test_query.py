@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from cdrhub.store import Store
-from tests.helpers import Api, Push
-from tests.helpers.calls import call, ms
+from tests.helpers import Api, Push, Server
+from tests.helpers.calls import AWKWARD_IDS, call, ms
 
 CALLS = [
     call(
@@ -235,6 +239,76 @@ def test_unknown_call_is_404(api: Api) -> None:
     assert response.status_code == 404 and response.json()["error"] == "not_found"
 
 
+@pytest.fixture
+def awkward(push: Push) -> None:
+    """One call per id of :data:`AWKWARD_IDS`, each with an agent name saying which it is."""
+    for n, call_id in enumerate(AWKWARD_IDS):
+        body = call(call_id, "2026-11-24T03:00:00", agentName=f"agent-{n}")
+        assert push(body).json()["result"] == "created", repr(call_id)
+
+
+def _opens(response: Any, n: int) -> None:
+    assert response.status_code == 200, (AWKWARD_IDS[n], response.text)
+    item = response.json()
+    assert (item["call_id"], item["agent_name"]) == (AWKWARD_IDS[n], f"agent-{n}")
+
+
+def test_every_stored_call_id_opens_by_query_parameter(api: Api, awkward: None) -> None:
+    """``/api/call?id=`` opens any callId, whatever it holds: no route, no URL rewriting and
+    no path pattern stands between a stored id and its call."""
+    for n, call_id in enumerate(AWKWARD_IDS):
+        _opens(api("/api/call", id=call_id, tz="Asia/Shanghai"), n)
+    assert api("/api/call", id="nope").status_code == 404
+
+
+def test_every_stored_call_id_opens_by_path_when_encoded(
+    serve: Callable[..., Server], api_key: str, awkward: None
+) -> None:
+    """``/api/calls/{callId}`` with the id percent-encoded (dots too, which clients would
+    otherwise resolve as path segments) opens that call, not a neighbour: ``/``, ``%`` and
+    a trailing newline are part of the id. On a real server: the test client decodes a path
+    twice, which would hide how ``%25`` arrives."""
+    server = serve()
+    auth = {"Authorization": f"Bearer {api_key}"}
+    for n, call_id in enumerate(AWKWARD_IDS):
+        path = "/api/calls/" + quote(call_id, safe="").replace(".", "%2E")
+        _opens(httpx.get(server.url + path, headers=auth), n)
+        _opens(httpx.get(server.url + "/api/call", params={"id": call_id}, headers=auth), n)
+
+
+def test_the_query_form_refuses_a_missing_or_repeated_id(
+    client: TestClient, api: Api, api_key: str, awkward: None
+) -> None:
+    """No id, an empty one, or two: a 422 naming ``id``, never a guess at which call."""
+    auth = {"Authorization": f"Bearer {api_key}"}
+    for query in ("", "?id=", "?id=a&id=export", "?id=a&other=1"):
+        response = client.get(f"/api/call{query}", headers=auth)
+        assert response.status_code == 422, query
+        assert response.json()["fields"][0]["field"] in ("id", "other"), query
+
+
+def _route_paths(routes: Any) -> Any:
+    """Route paths in matching order (FastAPI nests included routers in newer versions)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _route_paths(included.routes)
+        else:
+            yield getattr(route, "path", "")
+
+
+def test_call_routes_cannot_shadow_each_other(client: TestClient) -> None:
+    """A fixed route under ``/api/calls/`` or ``/calls/`` is matched before the callId
+    catch-all, and the catch-all is the last route there; ids equal to a fixed route's name
+    are reached by the ``?id=`` form, which nothing can shadow."""
+    paths = list(_route_paths(client.app.routes))  # type: ignore[attr-defined]
+    for prefix in ("/api/calls/", "/calls/"):
+        under = [p for p in paths if p.startswith(prefix)]
+        catch_all = [p for p in under if p.startswith(prefix + "{")]
+        assert len(catch_all) == 1, under
+        assert under[-1] == catch_all[0], under
+
+
 def test_read_api_is_in_the_openapi_schema(api: Api) -> None:
     """The read endpoints, their parameters and the key scheme are in /openapi.json."""
     schema = api("/openapi.json").json()
@@ -243,4 +317,7 @@ def test_read_api_is_in_the_openapi_schema(api: Api) -> None:
         p["name"] for p in listed["parameters"]
     }
     assert listed["security"] == [{"ApiKey": []}]
-    assert {"/api/calls/{call_id}", "/api/stats", "/api/export"} <= set(schema["paths"])
+    assert {"/api/calls/{call_id}", "/api/call", "/api/stats", "/api/export"} <= set(
+        schema["paths"]
+    )
+    assert [p["name"] for p in schema["paths"]["/api/call"]["get"]["parameters"]] == ["id", "tz"]

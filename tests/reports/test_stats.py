@@ -45,7 +45,7 @@ from cdrhub.settings import Settings
 from cdrhub.store import Push as StorePush
 from cdrhub.store import Store
 from tests.helpers import Api, Push
-from tests.helpers.calls import call
+from tests.helpers.calls import call, ms
 
 NY = "America/New_York"
 RANGE = {"from_": "2026-10-31", "to": "2026-11-03", "tz": NY}
@@ -231,6 +231,54 @@ def test_the_repeated_hour_is_two_buckets(api: Api, loaded: None) -> None:
     assert by_hour["2026-11-01T23:00-05:00"]["calls"] == 1  # E
 
 
+def _hour_key(ms: int, tz: ZoneInfo) -> str:
+    """The hour key of an instant, from zoneinfo itself: the local hour and its offset."""
+    local = datetime.fromtimestamp(ms / 1000, tz)
+    offset = local.strftime("%z")
+    return local.strftime("%Y-%m-%dT%H:00") + f"{offset[:3]}:{offset[3:]}"
+
+
+def _transitions(zone: str, year: int) -> list[int]:
+    """The instants (epoch ms) the zone's offset changes in ``year``, found by zoneinfo:
+    hour by hour, then the minute within the hour (offsets change on whole minutes)."""
+    tz = ZoneInfo(zone)
+
+    def offset(ms: int) -> Any:
+        return datetime.fromtimestamp(ms / 1000, tz).utcoffset()
+
+    start, hour = int(datetime(year, 1, 1, tzinfo=UTC).timestamp() * 1000), 3_600_000
+    found = []
+    for h in range(start, start + 366 * 24 * hour, hour):
+        if offset(h) != offset(h + hour):
+            found.append(next(m for m in range(h, h + hour + 1, 60_000) if offset(m) != offset(h)))
+    return found
+
+
+@pytest.mark.parametrize("zone", [NY, "Australia/Lord_Howe"])
+def test_calls_exactly_on_a_transition_get_the_hour_that_exists(
+    api: Api, push: Push, zone: str
+) -> None:
+    """A call at the very instant clocks change (spring and autumn), and a millisecond either
+    side, lands in the hour the zone's clock shows then, with that instant's offset: never in
+    an hour that does not exist that night (02:00-05:00 on a New York spring night). Lord
+    Howe moves by 30 minutes, off the UTC hour."""
+    tz = ZoneInfo(zone)
+    instants = _transitions(zone, 2026)
+    assert len(instants) == 2  # spring and autumn
+    times = [t + d for t in instants for d in (-1, 0, 1)]
+    for n, moment in enumerate(times):
+        assert push({"callId": f"dst-{n}", "startTime": moment}).status_code == 200
+    window = {"from": str(instants[0] - 86_400_000), "to": str(instants[1] + 86_400_000)}
+    for group_by in ("hour", "hour,direction"):
+        groups = api("/api/stats", group_by=group_by, tz=zone, **window).json()["groups"]
+        counted = {g["key"]["hour"]: g["calls"] for g in groups}
+        expected: dict[str, int] = {}
+        for moment in times:
+            key = _hour_key(moment, tz)
+            expected[key] = expected.get(key, 0) + 1
+        assert counted == expected, group_by
+
+
 def test_week_and_month_keys(api: Api, loaded: None) -> None:
     """Weeks are keyed by their Monday (ISO weeks), months by year-month, both local."""
     weeks = api("/api/stats", group_by="week", **RANGE).json()["groups"]
@@ -266,6 +314,51 @@ def test_thresholds_can_be_overridden_per_request(api: Api, loaded: None) -> Non
     )
     [group] = api("/api/stats", short_abandon_seconds=3.5, **RANGE).json()["groups"]
     assert group["short_abandoned"] == 1
+
+
+@pytest.mark.parametrize(("short", "sl"), [(None, None), (2.5, 7), (0, 0)])
+def test_waits_exactly_on_a_threshold(
+    api: Api, push: Push, settings: Settings, short: float | None, sl: float | None
+) -> None:
+    """docs/metrics.md: a short abandon waited *less* than the threshold, a call answered
+    *within* the service level at most N seconds after queueing. Waits of exactly the
+    threshold, and one millisecond either side, in the report and in each call's detail."""
+    short_s = settings.short_abandon_seconds if short is None else short
+    sl_s = settings.service_level_seconds if sl is None else sl
+    base = ms("2026-11-24T03:00:00")
+    abandons, answers = {}, {}
+    for n, delta in enumerate((-1, 0, 1)):
+        start = base + n * 60_000
+        wait = int(short_s * 1000) + delta
+        if wait >= 0:
+            abandons[f"ab{delta}"] = wait
+            left = start + wait
+            push({"callId": f"ab{delta}", "startTime": start, "inQueueTime": start,
+                  "outQueueTime": left, "endTime": left, "answered": False})  # fmt: skip
+        soa = int(sl_s * 1000) + delta
+        if soa >= 0:
+            answers[f"an{delta}"] = soa
+            push({"callId": f"an{delta}", "startTime": start + 1, "inQueueTime": start + 1,
+                  "answerTime": start + 1 + soa, "endTime": start + 1 + soa + 30_000,
+                  "answered": True})  # fmt: skip
+    if float(short_s).is_integer():  # the wait as whole seconds only: exactly the threshold
+        abandons["qd"] = int(short_s) * 1000
+        push({"callId": "qd", "startTime": base, "inQueueTime": base,
+              "queueDuration": int(short_s), "answered": False})  # fmt: skip
+    short_ones = [c for c, wait in abandons.items() if wait < short_s * 1000]
+    within = [c for c, soa in answers.items() if soa <= sl_s * 1000]
+    assert short_ones == ["ab-1"] if short_s else short_ones == []
+    thresholds = {"sl_seconds": sl, "short_abandon_seconds": short}
+    [group] = api("/api/stats", from_="2026-11-24", to="2026-11-25", tz="UTC",
+                  **thresholds).json()["groups"]  # fmt: skip
+    queued = len(abandons) + len(answers)
+    assert group["short_abandoned"] == len(short_ones)
+    assert group["service_level"] == pytest.approx(len(within) / (queued - len(short_ones)))
+    for call_id in abandons:
+        derived = api(f"/api/calls/{call_id}").json()["derived"]
+        # The detail uses the configured threshold (it takes no per-request one).
+        expected = abandons[call_id] < settings.short_abandon_seconds * 1000
+        assert derived["short_abandoned"] is expected, call_id
 
 
 def test_default_thresholds_and_zone_come_from_settings(settings: Settings, push: Push) -> None:

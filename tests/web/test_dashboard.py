@@ -28,6 +28,7 @@ from cdrhub.pull import simulate
 from cdrhub.store import Push, Store
 from cdrhub.web.routes import duration, percent
 from tests.helpers import REPO, TOKEN, Server
+from tests.helpers.calls import AWKWARD_IDS
 from tests.helpers.figures import kpi_text
 
 CHROMIUM = Path(os.environ.get("CDRHUB_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -258,6 +259,30 @@ def test_filter_the_calls_open_one_and_find_its_recording(site: Site) -> None:
     site.shot("call")
 
 
+def test_every_call_id_opens_from_its_link_in_a_browser(site: Site) -> None:
+    """Clicking a row's link opens that row's call, whatever its id holds: the browser
+    resolves ``..`` and reads ``?``, ``#`` and ``%`` as it likes, so this is where an
+    unencoded or path-shaped link shows."""
+    page = site.page
+    site.sign_in()
+    now = int(time.time() * 1000)
+    for n, call_id in enumerate(AWKWARD_IDS):  # the newest calls: all on the first page
+        body = {"callId": call_id, "startTime": now + n, "agentName": f"awkward-{n}"}
+        assert site.push(body).json()["result"] == "created", repr(call_id)
+    page.goto(site.url("/calls"))
+    for n, call_id in enumerate(AWKWARD_IDS):
+        row = page.locator("#calls tbody tr").filter(has_text=re.compile(rf"awkward-{n}\b"))
+        assert row.count() == 1, call_id
+        row.locator("a").click()
+        page.wait_for_load_state()
+        assert page.text_content("tr[data-field=agentName] td") == f"awkward-{n}", page.url
+        # HTML reads a lone CR as LF; every other character is shown as sent.
+        shown = page.text_content("#call-id")
+        assert shown == call_id.replace("\r", "\n"), (call_id, page.url)
+        page.go_back()
+        page.wait_for_load_state()
+
+
 def test_a_voicemail_has_its_player(site: Site) -> None:
     """A caller who was not answered and left a message: the player plays leaveMsgUrl."""
     page = site.page
@@ -366,7 +391,7 @@ def test_new_calls_appear_without_a_reload(site: Site) -> None:
         ).status_code
         == 200
     )
-    page.wait_for_selector("a[href='/calls/live-1']", timeout=20_000)
+    page.wait_for_selector("a[href='/call?id=live-1']", timeout=20_000)
     assert page.evaluate("window.__sameDocument") is True  # the page itself never reloaded
     assert page.is_visible("#live-note")
     page.goto(site.url("/?range=today"))

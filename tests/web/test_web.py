@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -36,10 +36,10 @@ from cdrhub.settings import Settings
 from cdrhub.store import Rejected, Store
 from cdrhub.store.schema import dashboard_sessions
 from cdrhub.web import charts, i18n, session_secret
-from cdrhub.web.routes import duration, percent, safe_next
+from cdrhub.web.routes import call_url, duration, percent, safe_next
 from cdrhub.web.throttle import ATTEMPTS_PER_ADDRESS, ATTEMPTS_PER_NAME
 from tests.helpers import TOKEN, Api, Push, Server
-from tests.helpers.calls import call
+from tests.helpers.calls import AWKWARD_IDS, call
 from tests.helpers.figures import kpi_text
 
 PASSWORD = "correct horse battery"
@@ -76,6 +76,14 @@ def sign_in(client: TestClient, store: Store) -> SignIn:
 
 def _now_ms(minutes_ago: float = 0) -> int:
     return int((time.time() - minutes_ago * 60) * 1000)
+
+
+def _shown_call(html: str) -> tuple[str, str | None]:
+    """The callId and agent name a call page shows."""
+    found = re.search(r'<code id="call-id">(.*?)</code>', html, re.S)
+    assert found, "not a call page"
+    agent = re.search(r'data-field="agentName"><th>.*?</th><td>(.*?)</td>', html, re.S)
+    return unescape(found[1]), unescape(agent[1]) if agent else None
 
 
 def _utc(ms: int) -> str:
@@ -193,6 +201,41 @@ class TestSignIn:
         for i in range(ATTEMPTS_PER_ADDRESS):
             attempt(f"nobody{i}", "wrong")
         assert attempt("someone-else", "wrong").status_code == 429
+
+    def test_every_spelling_of_a_name_shares_one_count(
+        self, client: TestClient, store: Store
+    ) -> None:
+        """Sign-in strips the name it is given, so " ann", "ann " and "\tann" are all ann's
+        account: they share ann's five tries, and after them even "ann" with the right
+        password waits. Case variants (other accounts, sign-in being case-sensitive) count
+        with them too: no spelling gets guesses of its own."""
+        users.create(store, "ann", "admin", PASSWORD)
+        token = _csrf(client.get("/login").text)
+
+        def attempt(name: str, password: str) -> int:
+            form = {"name": name, "password": password, "csrf": token}
+            return client.post("/login", data=form, follow_redirects=False).status_code
+
+        assert attempt(" ann", PASSWORD) == 303  # the same account as "ann"...
+        client.cookies.clear()
+        token = _csrf(client.get("/login").text)
+        spellings = [" ann", "ann ", "\tann", "ann\n", "\u3000ann", "ANN", "Ann "]
+        statuses = [attempt(name, "wrong password") for name in spellings]
+        assert statuses == [401] * ATTEMPTS_PER_NAME + [429] * (len(spellings) - ATTEMPTS_PER_NAME)
+        assert attempt("ann", PASSWORD) == 429  # ...so its tries are theirs too
+
+    def test_a_name_the_database_cannot_hold_is_a_wrong_name(
+        self, client: TestClient, store: Store
+    ) -> None:
+        """A NUL in the name (PostgreSQL text cannot hold one) is 401 like any unknown name,
+        counted by the brake, not a 500; and no account can be created with one."""
+        users.create(store, "ann", "admin", PASSWORD)
+        token = _csrf(client.get("/login").text)
+        for name in ("ann\x00", "\x00", "\x00ann"):
+            form = {"name": name, "password": PASSWORD, "csrf": token}
+            assert client.post("/login", data=form).status_code == 401, repr(name)
+        with pytest.raises(users.UserError, match="NUL"):
+            users.create(store, "bob\x00", "viewer", PASSWORD)
 
     def test_a_right_password_starts_the_name_afresh(
         self, client: TestClient, store: Store
@@ -708,6 +751,105 @@ class TestPages:
         missing = client.get("/calls/nope")
         assert missing.status_code == 404 and "No call with this id." in missing.text
 
+    def test_every_call_id_opens_from_the_calls_page_links(
+        self, client: TestClient, push: Push, sign_in: SignIn
+    ) -> None:
+        """Each row's link on the calls page and in its live rows opens that row's call,
+        whatever its id holds: route names, dot segments, ``/``, ``?``, ``#``, ``%``,
+        spaces, newlines, Chinese text."""
+        now = _now_ms(5)
+        for n, call_id in enumerate(AWKWARD_IDS):
+            body = {"callId": call_id, "startTime": now + n, "agentName": f"agent-{n}"}
+            assert push(body).json()["result"] == "created", repr(call_id)
+        sign_in()
+        for listing in ("/calls", "/calls/rows?after=0"):
+            html = client.get(listing).text
+            rows = re.findall(r'<tr data-id="([^"]*)">\s*<td><a href="([^"]+)"', html)
+            links = {unescape(i): unescape(href) for i, href in rows}
+            assert set(links) == set(AWKWARD_IDS), listing
+            for n, call_id in enumerate(AWKWARD_IDS):
+                page = client.get(links[call_id])
+                assert page.status_code == 200, (listing, call_id, links[call_id])
+                assert _shown_call(page.text) == (call_id, f"agent-{n}"), links[call_id]
+
+    def test_old_call_addresses_keep_working(
+        self, serve: Callable[..., Server], push: Push, store: Store
+    ) -> None:
+        """``/calls/<id>`` (percent-encoded, as before) still opens the call, trailing
+        newline, ``%`` and slashes included; only ids equal to a page of their own (``rows``,
+        ``export``) need the ``/call?id=`` form the links use. On a real server: the test
+        client decodes a path twice, which would hide how ``%25`` arrives."""
+        now = _now_ms(5)
+        for n, call_id in enumerate(AWKWARD_IDS):
+            push({"callId": call_id, "startTime": now + n, "agentName": f"agent-{n}"})
+        users.create(store, "ann", "viewer", PASSWORD)
+        server = serve()
+        with httpx.Client(base_url=server.url, follow_redirects=True) as browser:
+            login = browser.get("/login").text
+            signed = browser.post(
+                "/login", data={"name": "ann", "password": PASSWORD, "csrf": _csrf(login)}
+            )
+            assert signed.status_code == 200
+            for n, call_id in enumerate(AWKWARD_IDS):
+                if call_id in ("rows", "export"):
+                    continue
+                path = "/calls/" + quote(call_id, safe="").replace(".", "%2E")
+                page = browser.get(path)
+                assert page.status_code == 200, (call_id, path)
+                assert _shown_call(page.text) == (call_id, f"agent-{n}"), path
+                assert _shown_call(browser.get(call_url(call_id)).text)[0] == call_id
+
+    def test_sign_in_and_language_switch_return_to_the_same_call(
+        self, client: TestClient, push: Push, store: Store, sign_in: SignIn
+    ) -> None:
+        """The address a signed-out reader is sent back to, and the one the language switch
+        returns to, are the address asked for, still encoded: ``/calls/q%3Fx%3D1`` must not
+        come back as ``/calls/q?x=1`` (the call ``q``)."""
+        for n, call_id in enumerate(("q", "q?x=1", "amp&id=x", "amp")):
+            push({"callId": call_id, "startTime": _now_ms(5), "agentName": f"agent-{n}"})
+        sign_in()
+        for path, call_id in (("/calls/q%3Fx%3D1", "q?x=1"), ("/call?id=amp%26id%3Dx", "amp&id=x")):
+            html = client.get(path).text
+            switch = re.search(r'href="(/lang/zh-CN\?[^"]+)"', html)
+            assert switch, path
+            target = parse_qs(urlsplit(unescape(switch[1])).query)["next"][0]
+            assert target == path
+            back = client.get(unescape(switch[1]), follow_redirects=False)
+            assert back.headers["location"] == path
+            assert _shown_call(client.get(back.headers["location"]).text)[0] == call_id
+        client.post("/logout", data={"csrf": _csrf(client.get("/calls").text)})
+        for path, call_id in (("/calls/q%3Fx%3D1", "q?x=1"), ("/call?id=amp%26id%3Dx", "amp&id=x")):
+            answer = client.get(path, follow_redirects=False)
+            target = parse_qs(urlsplit(answer.headers["location"]).query)["next"][0]
+            assert target == path
+            login = client.get(answer.headers["location"]).text
+            signed = client.post(
+                "/login",
+                data={"name": "ann", "password": PASSWORD, "csrf": _csrf(login), "next": target},
+                follow_redirects=False,
+            )
+            assert signed.headers["location"] == path
+            assert _shown_call(client.get(path).text)[0] == call_id
+            client.post("/logout", data={"csrf": _csrf(client.get("/calls").text)})
+
+    def test_a_replayed_call_links_to_its_own_call(
+        self, client: TestClient, store: Store, sign_in: SignIn
+    ) -> None:
+        """The replay outcome links to the stored call, by its whole id: a long id is never
+        cut into a link to some other call."""
+        long_id = "x/" + "9" * 100
+        for call_id in ("a/../b", long_id):
+            body = json.dumps({"callId": call_id, "agentName": "replayed"}).encode()
+            store.quarantine(Rejected(body=body, status=422, reason="invalid_record", detail={}))
+        sign_in()
+        page = client.get("/quarantine").text
+        replayed = client.post("/quarantine/replay", data={"csrf": _csrf(page)}).text
+        shown = replayed.split("<ul>")[1].split("</ul>")[0]
+        hrefs = [unescape(h) for h in re.findall(r'href="([^"]+)"', shown)]
+        opened = [_shown_call(client.get(h).text)[0] for h in hrefs]
+        assert opened == ["a/../b"]  # the long id is named, not linked by a piece of it
+        assert "x/999" in shown
+
     def test_a_voicemail_gets_its_own_player(
         self, client: TestClient, push: Push, sign_in: SignIn
     ) -> None:
@@ -765,7 +907,7 @@ class TestPages:
                 assert escape(evil) in section, (name, evil)
         detail = pages["/calls/evil%2F1"]
         assert "javascript:" not in detail.split("<table")[0]  # no player for a non-http URL
-        assert 'href="/calls/evil%2F1"' in listing
+        assert 'href="/call?id=evil%2F1"' in listing
 
     def test_quarantine_is_for_admins_and_replays(
         self, client: TestClient, push: Push, store: Store, sign_in: SignIn

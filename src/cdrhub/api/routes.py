@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cdrhub.auth import ApiKey, Right, authenticate
 from cdrhub.errors import FieldProblem, Forbidden, InvalidParameter, MissingApiKey, NotFound
-from cdrhub.reports import FILTERS, TZ_PARAM, Param, export, query, stats
+from cdrhub.reports import FILTERS, TZ_PARAM, Param, call_id_path, export, query, stats
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 
@@ -88,11 +88,10 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
         )
         return {"items": page.items, "next_cursor": page.next_cursor}
 
-    @router.get("/calls/{call_id}", tags=["calls"], dependencies=[reader], responses={404: {}})
-    def get_call(call_id: str, params: Mapping[str, str] = _documented(_DETAIL)) -> dict[str, Any]:
-        """One call: its columns, the facts derived from them (wait, talk, abandoned...) and
-        every distinct raw body received for it, oldest first."""
-        query.reject_unknown(params, frozenset(p.name for p in _DETAIL))
+    def call_detail(
+        call_id: str, params: Mapping[str, str], allowed: tuple[Param, ...]
+    ) -> dict[str, Any]:
+        query.reject_unknown(params, frozenset(p.name for p in allowed))
         tz = query.zone(params.get("tz") or settings.timezone)
         found = query.get_call(get_store(), call_id)
         if found is None:
@@ -103,6 +102,24 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
             "derived": stats.derived_fields(row, settings.short_abandon_seconds),
             "raw_versions": [query.raw_version_item(v, tz) for v in versions],
         }
+
+    @router.get("/call", tags=["calls"], dependencies=[reader], responses={404: {}})
+    def get_call_by_id(
+        request: Request, params: Mapping[str, str] = _documented(_BY_ID)
+    ) -> dict[str, Any]:
+        """One call, as `/api/calls/{callId}` gives it, named by the `id` parameter: this
+        form reaches every callId whatever it holds (`/`, `..`, `?`, a newline), with the id
+        percent-encoded as any query value. Links to a call should use it."""
+        return call_detail(query.one_id(request.query_params.getlist("id")), params, _BY_ID)
+
+    @router.get(call_id_path("/calls/"), tags=["calls"], dependencies=[reader], responses={404: {}})
+    def get_call(call_id: str, params: Mapping[str, str] = _documented(_DETAIL)) -> dict[str, Any]:
+        """One call: its columns, the facts derived from them (wait, talk, abandoned...) and
+        every distinct raw body received for it, oldest first.
+
+        The callId is the rest of the path, percent-encoded (`/` as `%2F`); clients resolve
+        a `.` or `..` segment themselves, so for ids like those use `/api/call?id=`."""
+        return call_detail(call_id, params, _DETAIL)
 
     @router.get("/stats", tags=["stats"], dependencies=[reader])
     def get_stats(params: Mapping[str, str] = _documented(_STATS)) -> dict[str, Any]:
@@ -171,6 +188,7 @@ _CALLS = (
     Param("cursor", "The `next_cursor` of the previous page."),
 )
 _DETAIL = (TZ_PARAM,)
+_BY_ID = (Param("id", "The callId, exactly as NXCC sent it (percent-encoded)."), TZ_PARAM)
 _STATS = (
     *FILTERS,
     TZ_PARAM,

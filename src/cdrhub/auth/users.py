@@ -58,11 +58,24 @@ def _check_password(password: str) -> None:
         raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
 
 
+def sign_in_name(name: str) -> str:
+    """The account a typed name means: the name without surrounding whitespace.
+
+    The one definition the account lookup, account creation and the sign-in brake
+    (:mod:`cdrhub.web.throttle`) share: were the brake to count ``" ann"`` apart from
+    ``"ann"`` while sign-in treats them as one account, every spelling would get its own
+    five guesses.
+    """
+    return name.strip()
+
+
 def create(store: Store, name: str, role: Role, password: str) -> User:
     """Store a new user; the password is kept only as its argon2id hash."""
-    name = name.strip()
+    name = sign_in_name(name)
     if not name:
         raise UserError("a user needs a name")
+    if "\x00" in name:  # PostgreSQL text cannot hold NUL; refused on both databases alike
+        raise UserError("a user name cannot contain NUL characters")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
     _check_password(password)
@@ -82,8 +95,11 @@ def create(store: Store, name: str, role: Role, password: str) -> User:
 
 def authenticate(store: Store, name: str, password: str) -> User | None:
     """The user if the password is theirs, else None (same work either way)."""
-    with store.read_engine.connect() as conn:
-        row = conn.execute(select(users).where(users.c.name == name.strip())).mappings().first()
+    name = sign_in_name(name)
+    row = None
+    if "\x00" not in name:  # no account has one, and PostgreSQL would refuse the query
+        with store.read_engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).mappings().first()
     try:
         _hasher.verify(row["password_hash"] if row else _DUMMY, password)
     except (VerificationError, InvalidHashError):

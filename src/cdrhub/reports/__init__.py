@@ -8,7 +8,7 @@ and Parquet, with ``csvsql`` formatting CSV inside the database. Nothing here wr
 
 from cdrhub.reports import columns, csvsql, export, query, rollup, stats, zones
 from cdrhub.reports.columns import Facts
-from cdrhub.reports.query import FILTERS, TZ_PARAM, CallFilter, Param
+from cdrhub.reports.query import FILTERS, TZ_PARAM, CallFilter, Param, call_id_path
 from cdrhub.reports.stats import METRICS
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "CallFilter",
     "Facts",
     "Param",
+    "call_id_path",
     "columns",
     "csvsql",
     "export",

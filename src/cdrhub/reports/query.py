@@ -20,6 +20,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import BigInteger, ColumnElement, Select, func, literal, or_, select, tuple_
+from starlette.convertors import Convertor, register_url_convertor
 
 from cdrhub.cdr import DIRECTIONS, HANGUP_BY, MAX_DEPTH, depth
 from cdrhub.errors import FieldProblem, InvalidParameter
@@ -202,6 +203,15 @@ def reject_unknown(params: Mapping[str, Any], allowed: frozenset[str]) -> None:
                 for name in unknown
             ],
         )
+
+
+def one_id(values: Sequence[str], param: str = "id") -> str:
+    """The one callId a request names by ``param``, or a 422: none, an empty one, or several
+    (answering one of them would be a guess)."""
+    if len(values) != 1 or not values[0]:
+        shown: Any = values[0] if len(values) == 1 else list(values)
+        raise _invalid(param, shown, "exactly one callId")
+    return values[0]
 
 
 def _invalid(param: str, value: Any, expected: str) -> InvalidParameter:
@@ -444,3 +454,33 @@ def parse_order(value: str | None) -> Order:
     if value == "asc":
         return "asc"
     raise _invalid("order", value, "asc or desc")
+
+
+# -- a call's address in a URL (the API's and the dashboard's) ----------------------------------
+
+
+class CallIdConvertor(Convertor[str]):
+    """A path parameter that is the whole rest of the path, any character included.
+
+    Starlette's ``str`` stops at ``/`` and its ``path`` (``.*``) stops at a newline; worse,
+    ``$`` then matches before a trailing one, so ``/calls/x%0A`` would open the call ``x``.
+    A callId is any text NXCC sent, so the route takes everything after its prefix.
+    """
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+def call_id_path(prefix: str) -> str:
+    """``prefix`` + a callId path parameter that takes any text (see :class:`CallIdConvertor`).
+
+    Declare it after every fixed route under ``prefix``: the first matching route wins, so a
+    callId equal to a fixed route's name is reached by the ``?id=`` form instead.
+    """
+    register_url_convertor("call_id", CallIdConvertor())  # the same one each time: idempotent
+    return prefix + "{call_id:call_id}"

@@ -32,7 +32,7 @@ from cdrhub import cdr
 from cdrhub.auth import users
 from cdrhub.errors import InvalidParameter
 from cdrhub.ingest import ReplayResult, client_address, networks, replay, replay_all
-from cdrhub.reports import export, query, rollup, stats, zones
+from cdrhub.reports import call_id_path, export, query, rollup, stats, zones
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import calls as calls_table
@@ -103,7 +103,7 @@ class Pages:
                 "languages": i18n.LANGUAGES,
                 "zone": self.settings.timezone,
                 "csrf": _csrf_token(request),
-                "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+                "here": here(request),
                 **context,
             },
             status_code=status,
@@ -122,7 +122,7 @@ def make_pages(settings: Settings) -> Pages:
     zone = ZoneInfo(settings.timezone)
     templates.env.globals.update(duration=duration, percent=percent, money=money)
     templates.env.filters["local"] = lambda ms: local_time(ms, zone)
-    templates.env.filters["quote_id"] = lambda value: quote(str(value), safe="")
+    templates.env.filters["call_url"] = lambda call_id: call_url(str(call_id))
     return Pages(settings, templates, zone)
 
 
@@ -141,8 +141,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         if user is None:
             # Signed out, expired, deleted, or the password changed since this sign-in.
             request.session.clear()
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise SignInRequired(target)
+            raise SignInRequired(here(request))
         return user
 
     def admin(request: Request) -> users.User:
@@ -387,9 +386,22 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'},
         )
 
-    @router.get("/calls/{call_id:path}")
-    def call_page(call_id: str, request: Request) -> Response:
+    @router.get("/call")
+    def call_by_id(request: Request) -> Response:
+        """A call named by ``?id=``: the address the pages link to (see :func:`call_url`)."""
         user = current_user(request)
+        try:
+            call_id = query.one_id(request.query_params.getlist("id"))
+        except InvalidParameter:
+            raise PageError(422, "The address names no call (one id= is needed).") from None
+        return call_page(call_id, request, user)
+
+    # Last of the /calls/ routes (call_id_path says why); the address of old links.
+    @router.get(call_id_path("/calls/"))
+    def call_by_path(call_id: str, request: Request) -> Response:
+        return call_page(call_id, request, current_user(request))
+
+    def call_page(call_id: str, request: Request, user: users.User) -> Response:
         found = query.get_call(get_store(), call_id)
         if found is None:
             raise PageError(404, "No call with this id.")
@@ -551,6 +563,29 @@ def call_filter(params: Mapping[str, str], zone: ZoneInfo) -> query.CallFilter:
     return SearchFilter(where.start, where.end, where.values, number=number, agent=agent)
 
 
+def call_url(call_id: str) -> str:
+    """The dashboard's address of a call, for every link to one.
+
+    A query parameter, not a path segment: browsers resolve ``.`` and ``..`` segments (even
+    written ``%2E``) before sending, and ``/calls/rows`` or ``/calls/export`` are pages of
+    their own, while a percent-encoded query value arrives exactly as it was.
+    """
+    return "/call?id=" + quote(call_id, safe="")
+
+
+def here(request: Request) -> str:
+    """The address of ``request`` as the browser sent it, for coming back to it (after
+    sign-in, from the language switch). Built from the raw path: the decoded one has lost
+    what ``%2F``, ``%3F`` or ``%23`` were, so ``/calls/q%3Fx`` would come back as the call
+    ``q``. Bytes outside the URL's own characters are percent-encoded, never dropped."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = quote(raw, safe="/%!$&'()*+,;=:@-._~")
+    query_string = request.scope.get("query_string", b"")
+    if query_string:
+        path += "?" + quote(query_string, safe="/%!$&'()*+,;=:@-._~?")
+    return path
+
+
 def safe_next(target: str) -> str:
     """Only a path on this site: never an open redirect to someone else's.
 
@@ -642,6 +677,8 @@ def _range(chosen: str, params: Mapping[str, str], zone: ZoneInfo) -> tuple[date
 
 #: Bytes of replay outcomes kept for the page (the session cookie must stay under 4 KB).
 _REPLAYS_ROOM = 1500
+#: The longest callId a replay outcome links to; longer ones are named, shortened.
+_LINKED_ID_CHARS = 64
 
 
 def _replay_summary(results: list[ReplayResult]) -> dict[str, Any]:
@@ -650,12 +687,17 @@ def _replay_summary(results: list[ReplayResult]) -> dict[str, Any]:
     shown: list[dict[str, Any]] = []
     room = _REPLAYS_ROOM
     for r in results:
-        item = {
+        item: dict[str, Any] = {
             "entry_id": r.entry_id,
             "stored": r.stored,
             "message": r.message[:100],
-            "call_id": (r.call_id or "")[:64],
         }
+        # A link needs the whole id (a cut one opens another call or none); a long one is
+        # only named.
+        if r.call_id and len(r.call_id) <= _LINKED_ID_CHARS:
+            item["call_id"] = r.call_id
+        elif r.call_id:
+            item["call_label"] = r.call_id[: _LINKED_ID_CHARS - 1] + "…"
         room -= len(json.dumps(item))  # as the session middleware will write it (\u escapes)
         if room < 0:
             break

@@ -25,6 +25,7 @@ from sqlalchemy import case, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
+from cdrhub.auth import users
 from cdrhub.store import Store
 from cdrhub.store.schema import sign_in_attempts
 
@@ -68,7 +69,10 @@ class Throttle:
 
     def attempt(self, name: str, address: str) -> Verdict:
         """Count one attempt for ``name`` from ``address``; refused if either key is over."""
-        keys = (_hash("name", name.strip().lower(), address), _hash("address", address))
+        # The account sign-in will look up (sign_in_name), and its case variants with it:
+        # sign-in is case-sensitive, so folding case only ever joins counts, never splits.
+        name_key = _hash("name", users.sign_in_name(name).lower(), address)
+        keys = (name_key, _hash("address", address))
         limits = (ATTEMPTS_PER_NAME, ATTEMPTS_PER_ADDRESS)
         now = int(time.time() * 1000)
         store = self._get_store()
