@@ -313,6 +313,22 @@ def test_broker_passwords_never_show(
     assert any(r.name.startswith("aiormq") for r in caplog.records), "aio-pika logs were seen"
 
 
+def test_masking_covers_every_spelling_of_a_broker_password() -> None:
+    """A client gets the password percent-decoded from the URL (aiomqtt, aio-pika, redis-py
+    all do), so an error quoting it must be masked in that spelling too, as in the URL's."""
+    url = "mqtt://cdrhub:Made-Up%3Ap%40ss%2Fw0rd@127.0.0.1:1883/calls?token=t0ken-Value"
+    dest, _ = _destination(url)
+    for text in ("Made-Up:p@ss/w0rd", "Made-Up%3Ap%40ss%2Fw0rd", "t0ken-Value"):
+        assert destinations.mask_text(f"refused login {text}!", dest) == "refused login ***!"
+    assert destinations.masked_url(url) == ("mqtt://cdrhub:***@127.0.0.1:1883/calls?token=***")
+
+
+def _destination(url: str) -> tuple[destinations.Destination, None]:
+    values = dict.fromkeys(destinations.Destination.__dataclass_fields__)
+    values |= {"url": url, "kind": "mqtt", "events": ()}
+    return destinations.Destination(**values), None
+
+
 def _sockets_to(port: int) -> int:
     """This process's established TCP connections to ``port`` (Linux: /proc)."""
     mine = set()
