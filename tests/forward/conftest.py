@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -185,9 +185,10 @@ class AmqpQueue:
     received: list[Message] = field(default_factory=list)
 
     def url(self, routing_key: str | None = None, server: str | None = None) -> str:
-        base = (server or self.server).rstrip("/")
+        parts = urlsplit(server or self.server)
         key = self.routing_key if routing_key is None else routing_key
-        return f"{base}/?exchange={self.exchange}&routing_key={key}"
+        query = f"exchange={self.exchange}&routing_key={key}"
+        return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, ""))
 
     async def _run(self, work: Callable[[Any], Any]) -> Any:
         import aio_pika
