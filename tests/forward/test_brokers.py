@@ -367,3 +367,29 @@ def test_rabbitmq_missing_exchange_fails_without_leaking_connections(
         )
         assert all("NOT_FOUND - no exchange" in a["error"] for a in failed), failed[0]["error"]
         assert _sockets_to(port) <= 1  # at most the attempt under way
+
+
+def test_replay_resends_the_same_ids_and_jetstream_drops_the_repeats(
+    fast: Settings, store: Store, nats_stream: NatsStream, redis_stream: RedisStream
+) -> None:
+    """Replay sends both events again with their ids. JetStream, given ``Nats-Msg-Id``,
+    acknowledges the repeats but keeps one copy; a Redis stream holds both copies, which a
+    consumer tells apart by the ``id`` field."""
+    nats_stream.create()
+    destinations.add(store, "nats", nats_stream.url)
+    destinations.add(store, "redis", redis_stream.url())
+    with TestClient(create_app(fast)) as client:
+        _push(client, CALL)
+        _push(client, {**CALL, "callDuration": 9})
+        _arrived(nats_stream.messages, 2)
+        _arrived(redis_stream.messages, 2)
+        assert history.replay(store, "nats") == 2
+        assert history.replay(store, "redis") == 2
+        replayed = _arrived(redis_stream.messages, 4)
+        nats = destinations.require(store, "nats")
+        wait_until(lambda: len(history.attempts(store, nats)) == 4, what="four NATS attempts")
+        time.sleep(0.3)
+    stored = [i for i, _ in _stored_events(store)]
+    assert [m.broker_id for m in replayed] == stored + stored
+    assert all(a["ok"] for a in history.attempts(store, nats))
+    assert [m.broker_id for m in nats_stream.messages()] == stored
