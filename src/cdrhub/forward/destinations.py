@@ -20,7 +20,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from sqlalchemy import delete, func, insert, select, update
 
@@ -169,9 +169,16 @@ def mask_text(text: str | None, destination: Destination) -> str | None:
     for secret in (destination.secret, destination.previous_secret, destination.token):
         if secret:
             text = text.replace(secret, "***")
-    password = urlsplit(destination.url).password
-    if password:
-        text = text.replace(password, "***").replace(quote(password, safe=""), "***")
+    parts = urlsplit(destination.url)
+    # The URL holds the password percent-encoded; clients use it decoded: mask every spelling.
+    hidden = {parts.password} if parts.password else set()
+    for key, values in parse_qs(parts.query).items():
+        if key.lower() in _SECRET_QUERY:
+            hidden.update(values)  # parse_qs has decoded these already
+    for secret in list(hidden):
+        hidden |= {unquote(secret), quote(secret, safe=""), quote(unquote(secret), safe="")}
+    for secret in sorted(filter(None, hidden), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
 
 
