@@ -133,3 +133,26 @@ def test_readme_quickstart_output_is_what_the_commands_print(tmp_path: Path) -> 
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+def test_every_proof_named_in_the_security_page_exists() -> None:
+    """docs/security.md names a test for each defence; each must exist (a `::name` alone is
+    in the file named before it on that line)."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    missing = []
+    for line in text.splitlines():
+        current: Path | None = None
+        for ref in re.findall(r"`((?:tests/[\w/]+\.py)?(?:::\w+)*)`", line):
+            path, _, rest = ref.partition("::")
+            if path:
+                current = ROOT / path
+                if not current.exists():
+                    missing.append(ref)
+                    continue
+            if not rest or current is None:
+                continue
+            source = current.read_text()
+            for name in rest.split("::"):
+                if not re.search(rf"^\s*(?:def|class) {name}\b", source, re.MULTILINE):
+                    missing.append(f"{current.relative_to(ROOT)}::{name}")
+    assert not missing, f"docs/security.md names tests that do not exist: {missing}"
