@@ -110,7 +110,11 @@ class Destination:
 
 def kind_of(url: str, fmt: str) -> str:
     """The kind a URL names (``relay`` for an http(s) URL in the ``nxcc`` format)."""
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+        urlsplit(url).port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError as exc:
+        raise DestinationError(f"not a URL: {exc}", field="url") from None
     if scheme not in KINDS:
         raise DestinationError(
             f"unsupported URL scheme {scheme!r}: use http(s)://, nats://, redis://, amqp:// "
