@@ -205,9 +205,9 @@ def test_refusals_name_the_field_and_never_repeat_a_secret(
         assert answer.status_code == status, (body, answer.text)
         error = answer.json()
         assert set(error) == {"error", "detail", "fields"}
-        assert error["error"] == {400: "bad_json", 409: "conflict", 422: "invalid_parameters"}[
-            status
-        ]
+        assert (
+            error["error"] == {400: "bad_json", 409: "conflict", 422: "invalid_parameters"}[status]
+        )
         [problem] = error["fields"]
         assert (problem["field"], problem["value"]) == (field, value), body
         assert expected in problem["expected"], (body, problem)
@@ -268,9 +268,9 @@ def test_failures_dead_letters_retry_and_replay(admin: Admin, receiver: Receiver
         "POST", "/api/destinations/crm/replay", {"from": str(before), "to": after,
                                                  "filter": "direction=outbound"}
     ) == {"queued": 0}  # fmt: skip
-    assert admin.ok(
-        "POST", "/api/destinations/crm/replay", {"from": str(before), "to": after}
-    ) == {"queued": 1}
+    assert admin.ok("POST", "/api/destinations/crm/replay", {"from": str(before), "to": after}) == {
+        "queued": 1
+    }
     again = receiver.wait_for(2)
     assert again[-1].headers["webhook-id"] == letter["event_id"]
     for body, field in (
