@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from cdrhub import __version__, cdr
 from cdrhub.api import api_router
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
-from cdrhub.forward import Deliverer, forwarding_status, history
+from cdrhub.forward import Deliverer, destinations, forwarding_status, history
 from cdrhub.ingest import (
     BatchWriter,
     CallbackEndpoint,
@@ -209,7 +209,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
     async def readyz() -> JSONResponse:
-        """The database is reachable and its schema is the one this cdrhub needs."""
+        """The database is reachable and its schema is the one this cdrhub needs. Forwarding
+        destinations that are paused, failing or holding dead letters are listed under
+        `checks.forwarding` without changing the status."""
         assert runtime.store is not None
         status, checks = await run_in_threadpool(_readiness, runtime.store, runtime.spool)
         checks["pushes"] = activity.status()
@@ -219,6 +221,8 @@ def create_app(settings: Settings) -> FastAPI:
             checks["reconcile"] = reconciling.snapshot()
             if status == "ready" and checks["reconcile"]["last_ok"] is False:
                 status = "degraded"
+        if checks.get("database") == "ok":  # reported only: forwarding never holds up pushes
+            checks["forwarding"] = await run_in_threadpool(_forwarding_check, runtime.store)
         return JSONResponse(
             {"status": status, "checks": checks},
             status_code=503 if status == "not_ready" else 200,
@@ -454,6 +458,41 @@ def _readiness(store: Store, spool: Spool | None) -> tuple[str, dict[str, Any]]:
         return "not_ready", checks
     checks["schema"] = "ok"
     return "ready", checks
+
+
+def _forwarding_check(store: Store) -> dict[str, Any]:
+    """How many destinations there are, and each one that needs a person: paused (by an
+    operator, a 410 or the auto-pause), failing every attempt, or holding dead letters."""
+    try:
+        found = destinations.all_destinations(store)
+        problems = []
+        for destination in found:
+            counts = history.status(store, destination)
+            if destination.state != "active":
+                problem = "paused"
+            elif destination.failing_since_ms is not None:
+                problem = "failing"
+            elif counts["dead"]:
+                problem = "dead_letters"
+            else:
+                continue
+            problems.append(
+                {
+                    "name": destination.name,
+                    "problem": problem,
+                    "state": destination.state,
+                    "paused_reason": destinations.mask_text(destination.paused_reason, destination),
+                    "failing_since_ms": destination.failing_since_ms,
+                    "last_error": destinations.mask_text(destination.last_error, destination),
+                    "last_error_at_ms": destination.last_error_at_ms,
+                    "waiting": counts["waiting"],
+                    "dead": counts["dead"],
+                    "lag_seconds": round(counts["lag_seconds"], 3),
+                }
+            )
+    except Exception as exc:  # a readiness probe reports, it does not crash
+        return {"error": f"unavailable: {type(exc).__name__}"}
+    return {"destinations": len(found), "problems": problems}
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -153,5 +153,12 @@ class NotFound(CdrhubError):
     code = "not_found"
 
 
+class Conflict(CdrhubError):
+    """The thing cannot be created as asked because one like it exists (a destination's name)."""
+
+    status = 409
+    code = "conflict"
+
+
 class SchemaOutdated(Exception):
     """The database schema is not the one this version of cdrhub needs."""

@@ -1,7 +1,8 @@
 """A real HTTP server that receives forwarded events, for the forwarding tests.
 
 It runs in a thread on a loopback port, keeps every request (headers and exact body), and
-answers what the test sets: a status per request (a callable), optional headers, or a hang.
+answers what the test sets: a status per request (a callable), optional headers, the body of
+every answer, or a hang.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.answer: Callable[[int, bytes], tuple[int, dict[str, str]]] = lambda n, body: (200, {})
         self.hang_seconds = 0.0
+        self.body = b"ok"
         self.url = ""
 
     def ok(self) -> list[Received]:
@@ -77,9 +79,10 @@ def receiving() -> Iterator[Receiver]:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", "2")
+            body = receiver.body
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
             return

@@ -24,12 +24,14 @@ import pytest
 from cdrhub import cdr
 from cdrhub.auth import users
 from cdrhub.auth.apikeys import create_key
+from cdrhub.forward import destinations
 from cdrhub.pull import simulate
 from cdrhub.store import Push, Store
 from cdrhub.web.routes import duration, percent
 from tests.helpers import REPO, TOKEN, Server
 from tests.helpers.calls import AWKWARD_IDS
-from tests.helpers.figures import kpi_text
+from tests.helpers.figures import destination_cells, kpi_text
+from tests.helpers.receiver import receiving
 
 CHROMIUM = Path(os.environ.get("CDRHUB_TEST_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = REPO / "test-output" / "screenshots"
@@ -463,3 +465,149 @@ def test_security_headers_csrf_and_sign_in_throttling(site: Site) -> None:
         cookies=jar,
     )
     assert right.status_code == 429
+
+
+def _destination_rows(page: Any) -> dict[str, dict[str, str]]:
+    """The Destinations table as the browser shows it: cells by column, spaces collapsed."""
+    rows = {}
+    for row in page.query_selector_all("#destinations tbody tr"):
+        cells = {
+            td.get_attribute("data-col"): " ".join(td.inner_text().split())
+            for td in row.query_selector_all("td")
+        }
+        cells["lag_seconds"] = row.query_selector("td[data-col=lag]").get_attribute("data-seconds")
+        rows[cells["name"]] = cells
+    return rows
+
+
+def _same_as_api(page: Any, site: Site) -> None:
+    """Every row of the Destinations page equals GET /api/destinations."""
+    shown = _destination_rows(page)
+    api = {d["name"]: d for d in site.api("/api/destinations")["items"]}
+    assert set(shown) == set(api)
+    for name, item in api.items():
+        expected = destination_cells(item, ZoneInfo(ZONE))
+        cells = {k: v for k, v in shown[name].items() if k != "lag_seconds"}
+        if item["lag_seconds"]:  # a paused destination's lag grows while we look
+            assert abs(float(shown[name]["lag_seconds"]) - item["lag_seconds"]) < 5, name
+            del expected["lag"], cells["lag"]
+        assert cells == expected, name
+
+
+def test_destinations_show_the_apis_figures_and_act(
+    browser: Any, serve: Callable[..., Server], store: Store
+) -> None:
+    """The Destinations pages in a real browser: the same figures as the API before and
+    after retrying dead letters and resuming, a hostile call id and answer shown as text, and
+    no console error or CSP violation on any page (a probe shows both checks can fail)."""
+    users.create(store, "ann", "admin", PASSWORD)
+    with receiving() as good, receiving() as down:
+        down.answer = lambda n, body: (503, {})
+        down.body = EVIL[1].encode()
+        destinations.add(store, "ok", good.url)
+        destinations.add(store, "down", down.url)
+        destinations.add(store, "held", good.url)
+        destinations.set_state(store, "held", "paused", "paused by an operator")
+        server = serve(CDRHUB_TIMEZONE=ZONE, CDRHUB_FORWARD_RETRY_SCHEDULE="50ms,100ms")
+        context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+        context.add_init_script(
+            "window.__csp = []; document.addEventListener('securitypolicyviolation',"
+            " e => window.__csp.push(e.violatedDirective));"
+        )
+        try:
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            site = Site(server, store, page, create_key(store, "fw")[1], "destinations")
+            for call_id in ("fw-1", EVIL[0]):
+                assert site.push({"callId": call_id, "direction": 0}).status_code == 200
+            good.wait_for(2)
+            deadline = time.monotonic() + 20
+            while len(site.api("/api/destinations/down/dead-letters")["items"]) < 2:
+                assert time.monotonic() < deadline, "no dead letters"
+                time.sleep(0.1)
+            site.sign_in()
+            page.goto(site.url("/destinations"))
+            page.evaluate(
+                "() => { const s = document.createElement('script');"
+                " s.textContent = 'window.__ran = 1'; document.body.appendChild(s); }"
+            )
+            assert page.evaluate("window.__csp") == ["script-src-elem"]
+            assert page.evaluate("window.__ran") is None
+            assert any("Content Security Policy" in e for e in errors), errors
+            errors.clear()
+
+            checked: list[str] = []
+
+            def clean(where: str) -> None:
+                assert page.evaluate("window.__csp") == [], where
+                assert errors == [], (where, errors)
+                assert site.dialogs == [], where
+                checked.append(where)
+
+            page.goto(site.url("/destinations"))
+            _same_as_api(page, site)
+            assert _destination_rows(page)["down"]["dead"] == "2"
+            clean("list")
+            site.shot("destinations")
+            page.click("#destinations a[href='/destinations/down']")
+            page.wait_for_load_state()
+            attempts = site.api("/api/destinations/down/attempts")["items"]
+            assert page.locator("#attempts tbody tr").count() == len(attempts) == 6
+            answers = page.locator("#attempts tbody td:nth-child(7)").all_inner_texts()
+            assert set(answers) == {EVIL[1]}  # the destination's answer, as text
+            dead = site.api("/api/destinations/down/dead-letters")["items"]
+            assert page.locator("#dead-letters tbody tr").evaluate_all(
+                "rows => rows.map(r => r.dataset.event)"
+            ) == [d["event_id"] for d in dead]
+            call_ids = page.locator("#dead-letters tbody td:nth-child(3)").all_inner_texts()
+            assert call_ids == [d["call_id"] for d in dead] and EVIL[0] in call_ids
+            assert page.locator("main script").count() == 0
+            assert page.inner_text("#status tr[data-field=dead] td") == "2"
+            clean("down")
+            site.shot("destination")
+
+            down.answer = lambda n, body: (200, {})
+            page.click("#retry-dead")
+            page.wait_for_load_state()
+            assert page.inner_text("#done") == "Dead letters queued again: 2"
+            down.wait_for(2)
+            deadline = time.monotonic() + 20
+            while site.api("/api/destinations/down")["last_success_at_ms"] is None:
+                assert time.monotonic() < deadline, "retried letters not recorded"
+                time.sleep(0.1)
+            page.reload()
+            assert page.locator("#done").count() == 0  # said once
+            assert page.inner_text("#status tr[data-field=dead] td") == "0"
+            assert page.locator("#no-dead-letters").count() == 1
+            clean("down after retry")
+
+            page.goto(site.url("/destinations/held"))
+            page.click("#resume")
+            page.wait_for_load_state()
+            assert "Resumed" in page.inner_text("#done")
+            good.wait_for(4)
+            today = datetime.now(ZoneInfo(ZONE)).date().isoformat()
+            page.fill("#replay-form input[name=from]", today)
+            page.fill("#replay-form input[name=to]", today)
+            page.click("#replay")
+            page.wait_for_load_state()
+            assert page.inner_text("#done") == f"Events queued again: 2 ({today} – {today})"
+            good.wait_for(6)
+            clean("held")
+            deadline = time.monotonic() + 20
+            while any(d["waiting"] for d in site.api("/api/destinations")["items"]):
+                assert time.monotonic() < deadline, "still waiting"
+                time.sleep(0.1)
+            page.goto(site.url("/destinations"))
+            _same_as_api(page, site)
+            clean("list after")
+            page.click("#lang-zh-CN")
+            page.wait_for_load_state()
+            assert "转发目标" in page.inner_text("header nav") and "死信" in page.inner_text("main")
+            clean("list in Chinese")
+            site.shot("destinations-zh")
+            assert len(checked) == 6
+        finally:
+            context.close()

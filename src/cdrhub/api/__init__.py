@@ -1,4 +1,4 @@
-"""The read API under ``/api`` (calls, statistics, exports, quarantine), for API keys."""
+"""The API under ``/api`` (calls, statistics, exports, quarantine, forwarding), for API keys."""
 
 from cdrhub.api.routes import api_router
 

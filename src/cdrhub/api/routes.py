@@ -1,4 +1,5 @@
-"""The HTTP API for reading call data: calls, statistics, exports (all behind an API key).
+"""The HTTP API for reading call data: calls, statistics, exports (all behind an API key);
+forwarding's destinations are in :mod:`.destinations`.
 
 Routes only translate HTTP: they parse parameters, check the key's right and call the plain
 functions in ``query.py``, ``stats.py`` and ``export.py`` that the CLI calls too.
@@ -18,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from cdrhub.api.destinations import destinations_router
 from cdrhub.auth import ApiKey, Right, authenticate
 from cdrhub.errors import FieldProblem, Forbidden, InvalidParameter, MissingApiKey, NotFound
 from cdrhub.reports import FILTERS, TZ_PARAM, Param, call_id_path, export, query, stats
@@ -61,6 +63,7 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
 
     reader = Depends(require("read"))
     writer = Depends(require("write"))
+    router.include_router(destinations_router(settings, get_store, writer))
 
     def context(
         raw: Mapping[str, str], allowed: tuple[Param, ...]

@@ -47,7 +47,15 @@ DEFAULT_CONCURRENCY = {"webhook": 10, "relay": 10}
 
 
 class DestinationError(ValueError):
-    """A destination that cannot be added or changed as asked; the message says how to fix it."""
+    """A destination that cannot be added or changed as asked; the message says how to fix it.
+
+    ``field`` names the option that is wrong (``url``, ``secret``, ...), for the HTTP API's
+    ``fields``; None when it is no single option.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -102,16 +110,23 @@ class Destination:
 
 def kind_of(url: str, fmt: str) -> str:
     """The kind a URL names (``relay`` for an http(s) URL in the ``nxcc`` format)."""
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+        urlsplit(url).port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError as exc:
+        raise DestinationError(f"not a URL: {exc}", field="url") from None
     if scheme not in KINDS:
         raise DestinationError(
             f"unsupported URL scheme {scheme!r}: use http(s)://, nats://, redis://, amqp:// "
-            "or mqtt:// (see docs/forwarding.md)"
+            "or mqtt:// (see docs/forwarding.md)",
+            field="url",
         )
     kind = KINDS[scheme]
     if fmt == "nxcc":
         if kind != "webhook":
-            raise DestinationError("--format nxcc relays to an http(s) receiver only")
+            raise DestinationError(
+                "--format nxcc relays to an http(s) receiver only", field="format"
+            )
         return "relay"
     return kind
 
@@ -120,25 +135,30 @@ def check_url(url: str, kind: str) -> None:
     """Refuse a URL that lacks what its kind needs, saying what to add."""
     parts = urlsplit(url)
     if not parts.hostname:
-        raise DestinationError(f"{masked_url(url)}: the URL needs a host")
+        raise DestinationError(f"{masked_url(url)}: the URL needs a host", field="url")
     query = parse_qs(parts.query)
     path = parts.path.lstrip("/")
     if kind == "nats" and not path:
-        raise DestinationError("a NATS destination needs a subject: nats://host:4222/SUBJECT")
+        raise DestinationError(
+            "a NATS destination needs a subject: nats://host:4222/SUBJECT", field="url"
+        )
     if kind == "mqtt" and not path:
-        raise DestinationError("an MQTT destination needs a topic: mqtt://host:1883/TOPIC")
+        raise DestinationError(
+            "an MQTT destination needs a topic: mqtt://host:1883/TOPIC", field="url"
+        )
     if kind == "redis" and not query.get("stream"):
         raise DestinationError(
-            "a Redis destination needs a stream: redis://host:6379/0?stream=NAME"
+            "a Redis destination needs a stream: redis://host:6379/0?stream=NAME", field="url"
         )
     if kind == "redis" and query.get("maxlen") and not query["maxlen"][0].isdigit():
         raise DestinationError(
-            "redis maxlen must be a whole number, e.g. ?stream=calls&maxlen=100000"
+            "redis maxlen must be a whole number, e.g. ?stream=calls&maxlen=100000", field="url"
         )
     if kind == "amqp" and not (query.get("exchange") or query.get("routing_key")):
         raise DestinationError(
             "a RabbitMQ destination needs an exchange and/or a routing key: "
-            "amqp://user:pass@host:5672/vhost?exchange=X&routing_key=K"
+            "amqp://user:pass@host:5672/vhost?exchange=X&routing_key=K",
+            field="url",
         )
 
 
@@ -191,14 +211,18 @@ def check_secret(secret: str) -> str:
     """Accept ``whsec_<base64>`` (at least 24 bytes), as the spec's libraries expect."""
     if not secret.startswith(SECRET_PREFIX):
         raise DestinationError(
-            "a webhook secret starts with whsec_ (omit --secret to generate one)"
+            "a webhook secret starts with whsec_ (omit --secret to generate one)", field="secret"
         )
     try:
         key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except ValueError:
-        raise DestinationError("the webhook secret after whsec_ must be base64") from None
+        raise DestinationError(
+            "the webhook secret after whsec_ must be base64", field="secret"
+        ) from None
     if len(key) < 24:
-        raise DestinationError("the webhook secret must hold at least 24 bytes (32 is usual)")
+        raise DestinationError(
+            "the webhook secret must hold at least 24 bytes (32 is usual)", field="secret"
+        )
     return secret
 
 
@@ -209,7 +233,8 @@ def parse_events(text: str | None) -> tuple[str, ...]:
     if unknown or not chosen:
         raise DestinationError(
             f"unknown event type {', '.join(unknown) or '(none)'}: choose from "
-            + ", ".join(EVENT_TYPES)
+            + ", ".join(EVENT_TYPES),
+            field="events",
         )
     return chosen
 
@@ -238,7 +263,7 @@ def start_cursor(store: Store, start: str | int | None) -> int:
                 events.c.created_at_ms < start
             )
             return int(conn.execute(query).scalar_one())
-    raise DestinationError(f"--from {start!r}: use now, beginning, or a date")
+    raise DestinationError(f"--from {start!r}: use now, beginning, or a date", field="from")
 
 
 def add(
@@ -259,9 +284,9 @@ def add(
     """Store a new destination. Returns it and the webhook secret when one was generated."""
     name = name.strip()
     if not name or any(c in name for c in "/\\ \t\n\r"):
-        raise DestinationError("a destination name is one word, e.g. crm or tickets")
+        raise DestinationError("a destination name is one word, e.g. crm or tickets", field="name")
     if fmt not in FORMATS:
-        raise DestinationError(f"--format {fmt!r}: choose standard or nxcc")
+        raise DestinationError(f"--format {fmt!r}: choose standard or nxcc", field="format")
     kind = kind_of(url, fmt)
     check_url(url, kind)
     generated = None
@@ -270,24 +295,34 @@ def add(
             secret = generated = new_secret()
         check_secret(secret)
     elif secret is not None:
-        raise DestinationError("--secret signs webhooks; this kind of destination has none")
+        raise DestinationError(
+            "--secret signs webhooks; this kind of destination has none", field="secret"
+        )
     if kind == "relay" and not token:
-        raise DestinationError("a relay (--format nxcc) needs --token, the receiver's NXCC token")
+        raise DestinationError(
+            "a relay (--format nxcc) needs --token, the receiver's NXCC token", field="token"
+        )
     if kind != "relay" and token:
-        raise DestinationError("--token is for --format nxcc relays only")
+        raise DestinationError("--token is for --format nxcc relays only", field="token")
     types = parse_events(event_types)
     try:
         parsed = filters.parse(call_filter)
     except filters.FilterError as exc:
-        raise DestinationError(f"--filter: {exc}") from None
+        raise DestinationError(f"--filter: {exc}", field="filter") from None
     if concurrency is not None and not 1 <= concurrency <= 256:
-        raise DestinationError("--concurrency must be between 1 and 256")
+        raise DestinationError("--concurrency must be between 1 and 256", field="concurrency")
     if rate_per_second is not None and rate_per_second <= 0:
-        raise DestinationError("--rate must be above 0 (events per second)")
+        raise DestinationError(
+            "--rate must be above 0 (events per second)", field="rate_per_second"
+        )
     if not 0 < timeout_seconds <= 300:
-        raise DestinationError("--timeout must be between 0 and 300 seconds")
+        raise DestinationError(
+            "--timeout must be between 0 and 300 seconds", field="timeout_seconds"
+        )
     if get(store, name) is not None:
-        raise DestinationError(f"a destination named {name!r} exists (cdrhub forward show {name})")
+        raise DestinationError(
+            f"a destination named {name!r} exists (cdrhub forward show {name})", field="name"
+        )
     values = {
         "name": name,
         "url": url,

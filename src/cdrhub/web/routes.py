@@ -1,5 +1,8 @@
 """The dashboard's pages: server-rendered, from the same queries and statistics as the API.
 
+The Destinations pages (admins) show forwarding from :mod:`cdrhub.forward`'s own functions,
+the ones ``/api/destinations`` and ``cdrhub forward`` call.
+
 Every number on a page comes from :mod:`cdrhub.stats` and every list from :mod:`cdrhub.query`,
 the functions ``/api/stats`` and ``/api/calls`` use, so the page and the API cannot disagree.
 Templates autoescape everything: call data (agent names, intents, hangup reasons) comes from
@@ -28,7 +31,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import ColumnElement, func, or_, select
 
-from cdrhub import cdr
+from cdrhub import cdr, forward
 from cdrhub.auth import users
 from cdrhub.errors import InvalidParameter
 from cdrhub.ingest import ReplayResult, client_address, networks, replay, replay_all
@@ -475,7 +478,120 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         request.session["replayed"] = _replay_summary(results)
         return RedirectResponse("/quarantine", status_code=303)
 
+    # -- forwarding ----------------------------------------------------------------------------
+
+    def destination_or_404(name: str) -> forward.Destination:
+        found = forward.destinations.get(get_store(), name)
+        if found is None:
+            raise PageError(404, "No destination with this name.")
+        return found
+
+    @router.get("/destinations")
+    def destinations_page(request: Request) -> Response:
+        user = admin(request)
+        store = get_store()
+        shown = [destination_view(store, d) for d in forward.destinations.all_destinations(store)]
+        return page(request, "destinations.html", user, destinations=shown)
+
+    @router.get("/destinations/{name}")
+    def destination_page(name: str, request: Request) -> Response:
+        user = admin(request)
+        store = get_store()
+        destination = destination_or_404(name)
+        done = request.session.pop("forwarded", None)
+        return page(
+            request,
+            "destination.html",
+            user,
+            d=destination_view(store, destination),
+            attempts=forward.history.attempts(store, destination, limit=ATTEMPTS_SHOWN),
+            dead=forward.history.dead_letters(store, destination, limit=DEAD_LETTERS_SHOWN),
+            done=done if isinstance(done, dict) else None,
+        )
+
+    @router.post("/destinations/{name}/{action}")
+    def destination_action(
+        name: str,
+        action: str,
+        request: Request,
+        csrf: str = Form(""),
+        start: str = Form("", alias="from"),
+        end: str = Form("", alias="to"),
+        call_filter: str = Form("", alias="filter"),
+    ) -> Response:
+        """Pause, resume, retry the dead letters or replay a period, then back to the
+        destination's page (post/redirect/get), which says once what was done."""
+        admin(request)
+        _check_csrf(request, csrf)
+        if action not in ("pause", "resume", "retry", "replay"):
+            raise PageError(404, "There is no such page.")
+        store = get_store()
+        destination = destination_or_404(name)
+        done: dict[str, Any]
+        try:
+            if action in ("pause", "resume"):
+                state = "paused" if action == "pause" else "active"
+                reason = "paused by an operator" if action == "pause" else None
+                forward.destinations.set_state(store, destination.name, state, reason)
+                done = {"action": action}
+            elif action == "retry":
+                done = {"action": action, "count": forward.history.retry_dead(store, destination)}
+            else:
+                done = _replay_period(store, destination, start, end, call_filter, zone)
+        except LookupError:  # removed meanwhile
+            raise PageError(404, "No destination with this name.") from None
+        request.session["forwarded"] = done
+        return RedirectResponse(f"/destinations/{quote(destination.name, safe='')}", 303)
+
     return router
+
+
+#: Rows of the destination page's tables.
+ATTEMPTS_SHOWN = 50
+DEAD_LETTERS_SHOWN = 100
+
+
+def destination_view(store: Store, destination: forward.Destination) -> dict[str, Any]:
+    """A destination as its pages show it: what ``GET /api/destinations/{name}`` answers
+    (the public settings, counts and lag), from the same functions."""
+    shown = destination.public() | forward.history.status(store, destination)
+    shown["paused_reason"] = forward.destinations.mask_text(destination.paused_reason, destination)
+    return shown
+
+
+def _replay_period(
+    store: Store,
+    destination: forward.Destination,
+    start: str,
+    end: str,
+    call_filter: str,
+    zone: ZoneInfo,
+) -> dict[str, Any]:
+    """Queue again the events stored on the days ``start`` to ``end`` (both included, the
+    call center's days; either may be empty) that pass ``call_filter``; what to show."""
+    try:
+        first = date.fromisoformat(start) if start.strip() else None
+        last = date.fromisoformat(end) if end.strip() else None
+        start_ms = _epoch_ms(datetime.combine(first, datetime.min.time(), zone)) if first else None
+        end_ms = (
+            _epoch_ms(datetime.combine(last + timedelta(days=1), datetime.min.time(), zone))
+            if last
+            else None
+        )
+    except (ValueError, OverflowError):
+        return {"action": "replay", "error": _BAD_DATES}
+    try:
+        count = forward.history.replay(
+            store,
+            destination.name,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            call_filter=call_filter.strip() or None,
+        )
+    except forward.FilterError as exc:
+        why = str(exc)[:200]  # it travels in the session cookie
+        return {"action": "replay", "error": "This filter is not understood:", "why": why}
+    return {"action": "replay", "count": count, "from": start[:10], "to": end[:10]}
 
 
 _OVERVIEW_PARAMS = ("range", "from", "to", "direction")
