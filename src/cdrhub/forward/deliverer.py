@@ -161,9 +161,14 @@ class Deliverer:
                 except TimeoutError:
                     pass
         finally:
-            for task in workers.values():
-                task.cancel()
-            await asyncio.gather(*workers.values(), return_exceptions=True)
+            # Let rounds in flight finish and record what they sent (else those events are
+            # sent again after the restart: allowed, but avoidable); idle workers wake and stop.
+            self._wake.set()
+            if workers:
+                _, late = await asyncio.wait(workers.values(), timeout=ROUND_SECONDS + 5)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*workers.values(), return_exceptions=True)
             await asyncio.to_thread(self._release_all)
 
     def _active_ids(self) -> set[int]:
