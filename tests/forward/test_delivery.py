@@ -225,3 +225,24 @@ def test_forward_commands_manage_a_destination(settings: Settings, receiver: Rec
     assert run("forward", "remove", "crm", env=env).exit_code == 0
     assert "no destination named 'crm'" in run("forward", "show", "crm", env=env).output
     assert main is not None
+
+
+def test_a_stored_body_todays_parser_refuses_is_still_forwarded(
+    settings: Settings, store: Store, receiver: Receiver
+) -> None:
+    """A version stored before a rule existed (here: a 1970 start, refused since issue 12)
+    goes out with its raw body and ``call`` null, instead of stopping the destination."""
+    from cdrhub.store.schema import raw_pushes
+
+    with TestClient(create_app(settings.model_copy(update={"forward": False}))) as client:
+        _push(client, CALL)
+        _push(client, {**CALL, "callId": "fine"})
+    old = json.dumps({**CALL, "startTime": 1000}).encode()
+    with store.writing() as conn:
+        conn.execute(update(raw_pushes).where(raw_pushes.c.call_id == "d-1").values(body=old))
+    destinations.add(store, "crm", receiver.url, start="beginning", call_filter="direction=inbound")
+    with TestClient(create_app(settings)) as client:
+        got = receiver.wait_for(2)
+    bodies = {json.loads(r.body)["data"]["raw"]: json.loads(r.body)["data"]["call"] for r in got}
+    assert bodies[old.decode()] is None
+    assert [c["call_id"] for c in bodies.values() if c] == ["fine"]

@@ -97,6 +97,7 @@ def test_a_failing_receiver_is_retried_with_the_same_id_then_dead_lettered(
             time.sleep(0.05)
         [dead] = history.dead_letters(store, crm)
         assert dead["call_id"] == "fw-2" and dead["attempts"] == 3 and dead["last_status"] == 500
+        assert dead["last_response"] == "ok"  # what the receiver answered, kept with the letter
         failed = history.attempts(store, crm, failed_only=True)
         assert [a["status"] for a in failed if a["event_id"] == dead["event_id"]] == [500] * 3
         receiver.answer = lambda n, body: (200, {})

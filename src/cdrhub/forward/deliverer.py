@@ -258,7 +258,8 @@ class Deliverer:
         for event in fresh:
             if event.type not in wanted or not event.body:
                 continue
-            if call_filter.text and not call_filter.matches(event.record.values):
+            values = event.values
+            if call_filter.text and values is not None and not call_filter.matches(values):
                 continue
             if event.call_id in blocked:
                 waiting.append(Pending(event, 0))
@@ -417,6 +418,7 @@ class Deliverer:
                 "next_attempt_ms": now + int((wait or 0) * 1000),
                 "last_status": result.status,
                 "last_error": last_error,
+                "last_response": mask_text(result.response, destination),
                 "updated_at_ms": now,
             }
             (retried if event.seq in was_pending else new_pending).append(values)
@@ -433,6 +435,7 @@ class Deliverer:
                     "next_attempt_ms": now,
                     "last_status": None,
                     "last_error": None,
+                    "last_response": None,
                     "updated_at_ms": now,
                 }
             )

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cdrhub import cdr
+from cdrhub.errors import CdrhubError
 from cdrhub.reports import query, stats
 
 
@@ -41,6 +42,15 @@ class Event:
         """The call version, parsed as it was when stored."""
         return cdr.parse(self.body)
 
+    @functools.cached_property
+    def values(self) -> dict[str, Any] | None:
+        """The version's column values, or None when today's parser refuses a body stored
+        before a rule was added (it is still forwarded: its raw body is the truth)."""
+        try:
+            return self.record.values
+        except CdrhubError:
+            return None
+
     @property
     def timestamp(self) -> str:
         moment = datetime.fromtimestamp(self.created_at_ms / 1000, UTC)
@@ -54,9 +64,12 @@ class Renderer:
         self.tz = ZoneInfo(timezone)
         self.short_abandon_seconds = short_abandon_seconds
 
-    def call(self, event: Event) -> dict[str, Any]:
-        """The call as ``GET /api/calls/{callId}`` shows it, for this version."""
-        row = {**event.record.values, "content_hash": event.content_hash}
+    def call(self, event: Event) -> dict[str, Any] | None:
+        """The call as ``GET /api/calls/{callId}`` shows it, for this version (None when the
+        body no longer parses: see :attr:`Event.values`; ``data.raw`` still carries it)."""
+        if event.values is None:
+            return None
+        row = {**event.values, "content_hash": event.content_hash}
         return {
             **query.to_item(row, self.tz),
             "derived": stats.derived_fields(row, self.short_abandon_seconds),

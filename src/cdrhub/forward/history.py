@@ -58,6 +58,7 @@ def dead_letters(
             forward_pending.c.attempts,
             forward_pending.c.last_status,
             forward_pending.c.last_error,
+            forward_pending.c.last_response,
             forward_pending.c.updated_at_ms,
         )
         .select_from(forward_pending.join(events, events.c.seq == forward_pending.c.event_seq))
@@ -71,6 +72,7 @@ def dead_letters(
         rows = [dict(r) for r in conn.execute(query).mappings()]
     for row in rows:
         row["last_error"] = mask_text(row["last_error"], destination)
+        row["last_response"] = mask_text(row["last_response"], destination)
     return rows
 
 
@@ -178,7 +180,7 @@ def replay(
                 continue
             if parsed.text:
                 event = Event(row.seq, "", row.type, row.call_id, "", 0, bytes(row.body))
-                if not parsed.matches(event.record.values):
+                if event.values is not None and not parsed.matches(event.values):
                     continue
             chosen.append(
                 {
@@ -190,6 +192,7 @@ def replay(
                     "next_attempt_ms": now,
                     "last_status": None,
                     "last_error": None,
+                    "last_response": None,
                     "updated_at_ms": now,
                 }
             )

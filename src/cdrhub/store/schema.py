@@ -308,6 +308,7 @@ forward_pending = Table(
     Column("next_attempt_ms", BigInteger, nullable=False),
     Column("last_status", Integer),
     Column("last_error", Text),
+    Column("last_response", Text),
     Column("updated_at_ms", BigInteger, nullable=False),
     Index(None, "destination_id", "state", "next_attempt_ms"),
     Index(None, "destination_id", "call_id"),

@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_ms", sa.BigInteger, nullable=False),
         sa.Column("last_status", sa.Integer),
         sa.Column("last_error", sa.Text),
+        sa.Column("last_response", sa.Text),
         sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("destination_id", "event_seq", name="pk_forward_pending"),
     )
