@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from cdrhub.forward import destinations
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from tests.helpers import TOKEN
+from tests.helpers.forwarding import until
 from tests.helpers.receiver import Receiver, receiving
 
 CALL = {"callId": "api-1", "startTime": 1764000000000, "direction": 0, "agentName": "张三"}
@@ -80,15 +81,6 @@ def admin(fast: Settings, store: Store) -> Iterator[Admin]:
     with TestClient(create_app(fast)) as client:
         yield Admin(client, create_key(store, "admin")[1])
 
-
-def _until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_only_keys_with_the_write_right_open_it(admin: Admin, store: Store) -> None:
@@ -227,7 +219,7 @@ def test_failures_dead_letters_retry_and_replay(admin: Admin, receiver: Receiver
     admin.ok("POST", "/api/destinations", {"name": "crm", "url": receiver.url})
     before = int(time.time() * 1000)
     admin.push(CALL)
-    dead = _until(lambda: admin.ok("GET", "/api/destinations/crm/dead-letters")["items"])
+    dead = until(lambda: admin.ok("GET", "/api/destinations/crm/dead-letters")["items"])
     [letter] = dead
     assert (letter["call_id"], letter["type"], letter["attempts"], letter["last_status"]) == (
         "api-1",
@@ -258,7 +250,7 @@ def test_failures_dead_letters_retry_and_replay(admin: Admin, receiver: Receiver
     assert admin.ok("POST", "/api/destinations/crm/retry") == {"queued": 1}
     [delivered] = receiver.wait_for(1)
     assert delivered.headers["webhook-id"] == letter["event_id"]
-    crm = _until(lambda: (d := admin.ok("GET", "/api/destinations/crm"))["last_success_at"] and d)
+    crm = until(lambda: (d := admin.ok("GET", "/api/destinations/crm"))["last_success_at"] and d)
     assert (crm["dead"], crm["waiting"]) == (0, 0) and crm["last_success_at_ms"] >= before
     assert admin.ok("GET", "/api/destinations/crm/dead-letters") == {"items": []}
     assert admin.ok("POST", "/api/destinations/crm/retry") == {"queued": 0}
@@ -297,7 +289,7 @@ def test_pause_holds_events_and_resume_sends_them(admin: Admin, receiver: Receiv
     assert (resumed["state"], resumed["paused_reason"]) == ("active", None)
     [got] = receiver.wait_for(1)
     assert json.loads(got.body)["data"]["call"]["call_id"] == "api-1"
-    done = _until(lambda: (d := admin.ok("GET", "/api/destinations/crm"))["waiting"] == 0 and d)
+    done = until(lambda: (d := admin.ok("GET", "/api/destinations/crm"))["waiting"] == 0 and d)
     assert done["lag_seconds"] == 0.0
 
 

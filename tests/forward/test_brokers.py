@@ -34,10 +34,10 @@ from tests.forward.conftest import (
     NatsStream,
     RedisStream,
     unique,
-    wait_until,
 )
-from tests.helpers import TOKEN
 from tests.helpers.cli import db_env, run
+from tests.helpers.forwarding import push_call
+from tests.helpers.forwarding import until as wait_until
 from tests.helpers.proxy import TcpProxy
 
 CALL = {"callId": "br-1", "startTime": 1764000000000, "direction": 0, "agentName": "张三"}
@@ -138,16 +138,6 @@ def down_broker(request: pytest.FixtureRequest, proxies: list[TcpProxy]) -> Down
     return DownBroker(_port_url(url, proxy.port), proxy.start, messages, f"127.0.0.1:{proxy.port}")
 
 
-def _push(client: TestClient, body: dict | bytes) -> str:
-    content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-    answer = client.post(
-        "/cc/callback",
-        content=content,
-        headers={"token": TOKEN, "Content-Type": "application/json"},
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["result"]
-
 
 def _stored_events(store: Store) -> list[tuple[str, str]]:
     with store.read_engine.connect() as conn:
@@ -173,9 +163,9 @@ def test_created_duplicate_corrected_arrive_as_two_messages_in_order(
     first = json.dumps(CALL, ensure_ascii=False).encode()
     corrected = json.dumps({**CALL, "callDuration": 9}, ensure_ascii=False).encode()
     with TestClient(create_app(fast)) as client:
-        assert _push(client, first) == "created"
-        assert _push(client, first) == "duplicate"
-        assert _push(client, corrected) == "updated"
+        assert push_call(client, first) == "created"
+        assert push_call(client, first) == "duplicate"
+        assert push_call(client, corrected) == "updated"
         got = _arrived(broker.messages, 2)
     stored = _stored_events(store)
     assert [t for _, t in stored] == ["call.created", "call.updated"]
@@ -198,7 +188,7 @@ def test_a_broker_that_is_down_fails_clearly_then_recovers(
     is there the waiting event arrives with the same id, followed by the next one."""
     destinations.add(store, "pipe", down_broker.url, timeout_seconds=2)
     with TestClient(create_app(patient)) as client:
-        assert _push(client, CALL) == "created"
+        assert push_call(client, CALL) == "created"
         pipe = destinations.require(store, "pipe")
         failed = wait_until(
             lambda: len(f := history.attempts(store, pipe, failed_only=True)) >= 2 and f,
@@ -210,7 +200,7 @@ def test_a_broker_that_is_down_fails_clearly_then_recovers(
                 assert "refused" in attempt["error"].lower(), attempt["error"]
                 assert attempt["latency_ms"] < 1000, "a refused connection is known at once"
         assert down_broker.error in (destinations.require(store, "pipe").last_error or "")
-        assert _push(client, {**CALL, "callDuration": 4}) == "updated"  # ingest goes on
+        assert push_call(client, {**CALL, "callDuration": 4}) == "updated"  # ingest goes on
         assert client.get("/readyz").status_code == 200
         down_broker.fix()
         got = _arrived(down_broker.messages, 2)
@@ -228,7 +218,7 @@ def test_rabbitmq_unroutable_message_is_a_failure(
     """Mandatory: a routing key no queue is bound with is returned, so it is not delivered."""
     destinations.add(store, "pipe", amqp_queue.url(routing_key="nobody-listens"))
     with TestClient(create_app(fast)) as client:
-        _push(client, CALL)
+        push_call(client, CALL)
         pipe = destinations.require(store, "pipe")
         [dead] = wait_until(lambda: history.dead_letters(store, pipe), what="a dead letter")
     assert "NO_ROUTE" in dead["last_error"] and "nobody-listens" in dead["last_error"]
@@ -244,7 +234,7 @@ def test_redis_maxlen_trims_the_stream(
     destinations.add(store, "pipe", redis_stream.url(maxlen=10))
     with TestClient(create_app(fast)) as client:
         for n in range(300):
-            _push(client, {**CALL, "callId": f"trim-{n}"})
+            push_call(client, {**CALL, "callId": f"trim-{n}"})
         wait_until(
             lambda: history.status(store, destinations.require(store, "pipe"))["waiting"] == 0,
             what="every event delivered",
@@ -283,7 +273,7 @@ def test_broker_passwords_never_show(
     destinations.add(store, "wrong", wrong)
     destinations.add(store, "closed", closed)
     with TestClient(create_app(fast)) as client:
-        _push(client, CALL)
+        push_call(client, CALL)
         _arrived(amqp_queue.messages, 1)
         for name in ("wrong", "closed"):
             dest = destinations.require(store, name)
@@ -359,7 +349,7 @@ def test_rabbitmq_missing_exchange_fails_without_leaking_connections(
     destinations.add(store, "pipe", missing)
     with TestClient(create_app(patient)) as client:
         for n in range(4):
-            _push(client, {**CALL, "callId": f"leak-{n}"})
+            push_call(client, {**CALL, "callId": f"leak-{n}"})
         pipe = destinations.require(store, "pipe")
         failed = wait_until(
             lambda: len(f := history.attempts(store, pipe, failed_only=True)) >= 12 and f,
@@ -379,8 +369,8 @@ def test_replay_resends_the_same_ids_and_jetstream_drops_the_repeats(
     destinations.add(store, "nats", nats_stream.url)
     destinations.add(store, "redis", redis_stream.url())
     with TestClient(create_app(fast)) as client:
-        _push(client, CALL)
-        _push(client, {**CALL, "callDuration": 9})
+        push_call(client, CALL)
+        push_call(client, {**CALL, "callDuration": 9})
         _arrived(nats_stream.messages, 2)
         _arrived(redis_stream.messages, 2)
         assert history.replay(store, "nats") == 2

@@ -20,8 +20,8 @@ from cdrhub.forward import Deliverer, destinations, filters, history, schedule
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import events
-from tests.helpers import TOKEN
 from tests.helpers.cli import db_env, run
+from tests.helpers.forwarding import push_call, until
 from tests.helpers.receiver import Receiver, receiving
 
 CALL = {"callId": "d-1", "startTime": 1764000000000, "direction": 0}
@@ -34,24 +34,11 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _push(client: TestClient, body: dict) -> float:
+    """Push through the real endpoint; how long the answer took."""
     started = time.perf_counter()
-    answer = client.post(
-        "/cc/callback",
-        content=json.dumps(body).encode(),
-        headers={"token": TOKEN, "Content-Type": "application/json"},
-    )
-    assert answer.status_code == 200, answer.text
+    push_call(client, body)
     return time.perf_counter() - started
 
-
-def _wait(check, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_two_deliverers_on_one_database_send_each_event_once(
@@ -96,11 +83,11 @@ def test_a_hanging_destination_leaves_ingest_alone(
     destinations.add(store, "slow", receiver.url, timeout_seconds=0.5, concurrency=2)
     with TestClient(create_app(settings)) as client:
         _push(client, CALL)
-        _wait(lambda: receiver.requests)
+        until(lambda: receiver.requests)
         took = [_push(client, {**CALL, "callId": f"h-{i}"}) for i in range(20)]
         assert client.get("/readyz").json()["status"] == "ready"
         slow = destinations.require(store, "slow")
-        failed = _wait(lambda: history.attempts(store, slow, failed_only=True))
+        failed = until(lambda: history.attempts(store, slow, failed_only=True))
     assert max(took) < 1.0, took
     assert "no answer within 0.5 s" in failed[0]["error"]
 
@@ -118,7 +105,7 @@ def test_a_destination_failing_long_enough_is_paused(
     destinations.add(store, "down", receiver.url)
     with TestClient(create_app(fast)) as client:
         _push(client, CALL)
-        paused = _wait(lambda: (d := destinations.require(store, "down")).state == "paused" and d)
+        paused = until(lambda: (d := destinations.require(store, "down")).state == "paused" and d)
     assert "every attempt failed" in paused.paused_reason and "503" in paused.paused_reason
 
 
@@ -130,7 +117,7 @@ def test_forward_networks_refuse_an_address_outside_them(
     with TestClient(create_app(fenced)) as client:
         _push(client, CALL)
         crm = destinations.require(store, "crm")
-        [attempt] = _wait(lambda: history.attempts(store, crm))[:1]
+        [attempt] = until(lambda: history.attempts(store, crm))[:1]
     assert not receiver.requests
     assert "outside CDRHUB_FORWARD_NETWORKS" in attempt["error"]
 

@@ -9,8 +9,6 @@ with the same figures as the API; /readyz stays ready and names the two that nee
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +19,7 @@ from cdrhub.forward import destinations
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from tests.helpers import TOKEN
+from tests.helpers.forwarding import until
 from tests.helpers.receiver import receiving
 
 
@@ -33,15 +32,6 @@ def _scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
         for s in family.samples
     }
 
-
-def _until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_metrics_and_readiness_after_deliveries_and_failures(
@@ -64,7 +54,7 @@ def test_metrics_and_readiness_after_deliveries_and_failures(
                 client.post("/cc/callback", json=body, headers={"token": TOKEN}).status_code == 200
             )
         good.wait_for(2)
-        _until(lambda: len(client.get("/api/destinations/bad/dead-letters", headers=key).json()
+        until(lambda: len(client.get("/api/destinations/bad/dead-letters", headers=key).json()
                            ["items"]) == 2)  # fmt: skip
         time.sleep(0.3)  # nothing more may be attempted
         samples = _scrape(client)
@@ -115,7 +105,7 @@ def test_metrics_and_readiness_after_deliveries_and_failures(
         assert client.post("/api/destinations/bad/retry", headers=key).json() == {"queued": 2}
         good.wait_for(4)
         bad.wait_for(2)
-        _until(lambda: client.get("/readyz").json()["checks"]["forwarding"]["problems"] == [])
+        until(lambda: client.get("/readyz").json()["checks"]["forwarding"]["problems"] == [])
         samples = _scrape(client)
         assert value(attempts, destination="bad", outcome="delivered") == 2
         assert value(attempts, destination="held", outcome="delivered") == 2

@@ -18,7 +18,7 @@ from cdrhub.app import create_app
 from cdrhub.forward import destinations, history
 from cdrhub.settings import Settings
 from cdrhub.store import Store
-from tests.helpers import TOKEN
+from tests.helpers.forwarding import push_call
 from tests.helpers.receiver import Receiver, receiving
 
 CALL = {"callId": "fw-1", "startTime": 1764000000000, "direction": 0, "agentName": "张三"}
@@ -36,16 +36,6 @@ def fast(settings: Settings) -> Settings:
     return settings.model_copy(update={"forward_retry_schedule": "50ms,100ms"})
 
 
-def _push(client: TestClient, body: dict | bytes) -> str:
-    content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-    answer = client.post(
-        "/cc/callback",
-        content=content,
-        headers={"token": TOKEN, "Content-Type": "application/json"},
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["result"]
-
 
 def test_created_and_updated_arrive_signed_in_order(
     fast: Settings, store: Store, receiver: Receiver
@@ -57,9 +47,9 @@ def test_created_and_updated_arrive_signed_in_order(
     first = json.dumps(CALL, ensure_ascii=False).encode()
     corrected = json.dumps({**CALL, "callDuration": 9}, ensure_ascii=False).encode()
     with TestClient(create_app(fast)) as client:
-        assert _push(client, first) == "created"
-        assert _push(client, first) == "duplicate"
-        assert _push(client, corrected) == "updated"
+        assert push_call(client, first) == "created"
+        assert push_call(client, first) == "duplicate"
+        assert push_call(client, corrected) == "updated"
         got = receiver.wait_for(2)
         time.sleep(0.5)  # a duplicate would have arrived by now
     assert len(receiver.ok()) == 2
@@ -85,12 +75,12 @@ def test_a_failing_receiver_is_retried_with_the_same_id_then_dead_lettered(
     receiver.answer = lambda n, body: (503, {}) if n < 2 else (200, {})
     destinations.add(store, "crm", receiver.url)
     with TestClient(create_app(fast)) as client:
-        _push(client, CALL)
+        push_call(client, CALL)
         [delivered] = receiver.wait_for(1)
         ids = {r.headers["webhook-id"] for r in receiver.requests}
         assert len(receiver.requests) == 3 and ids == {delivered.headers["webhook-id"]}
         receiver.answer = lambda n, body: (500, {})
-        _push(client, {**CALL, "callId": "fw-2"})
+        push_call(client, {**CALL, "callId": "fw-2"})
         deadline = time.monotonic() + 10
         crm = destinations.require(store, "crm")
         while not history.dead_letters(store, crm) and time.monotonic() < deadline:
@@ -120,9 +110,9 @@ def test_a_newer_version_waits_behind_an_older_one_that_fails(
     receiver.answer = answer
     destinations.add(store, "crm", receiver.url, concurrency=4)
     with TestClient(create_app(fast)) as client:
-        _push(client, CALL)
-        _push(client, {**CALL, "callDuration": 5})
-        _push(client, {**CALL, "callId": "other"})
+        push_call(client, CALL)
+        push_call(client, {**CALL, "callDuration": 5})
+        push_call(client, {**CALL, "callId": "other"})
         got = receiver.wait_for(3)
     order = [
         (json.loads(r.body)["data"]["call"]["call_id"], json.loads(r.body)["type"]) for r in got
@@ -136,7 +126,7 @@ def test_410_pauses_the_destination(fast: Settings, store: Store, receiver: Rece
     receiver.answer = lambda n, body: (410, {})
     destinations.add(store, "crm", receiver.url)
     with TestClient(create_app(fast)) as client:
-        _push(client, CALL)
+        push_call(client, CALL)
         deadline = time.monotonic() + 10
         while destinations.require(store, "crm").state != "paused" and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -151,7 +141,7 @@ def test_relay_sends_nxccs_bytes_and_token(
     body = b'{"callId":"relay-1",  "startTime":1764000000000, "agentName":"\\u674e"}'
     destinations.add(store, "legacy", receiver.url, fmt="nxcc", token="their-token")
     with TestClient(create_app(fast)) as client:
-        _push(client, body)
+        push_call(client, body)
         [got] = receiver.wait_for(1)
     assert got.body == body
     assert got.headers["token"] == "their-token"
@@ -165,10 +155,10 @@ def test_filter_and_event_types_choose_what_is_sent(
         store, "missed", receiver.url, call_filter="answered=no", event_types="call.created"
     )
     with TestClient(create_app(fast)) as client:
-        _push(client, {**CALL, "callId": "a", "answered": True})
-        _push(client, {**CALL, "callId": "b", "answered": False})
-        _push(client, {**CALL, "callId": "b", "answered": False, "callDuration": 3})
-        _push(client, {**CALL, "callId": "c"})
+        push_call(client, {**CALL, "callId": "a", "answered": True})
+        push_call(client, {**CALL, "callId": "b", "answered": False})
+        push_call(client, {**CALL, "callId": "b", "answered": False, "callDuration": 3})
+        push_call(client, {**CALL, "callId": "c"})
         got = receiver.wait_for(2)
         time.sleep(0.5)
     assert sorted(json.loads(r.body)["data"]["call"]["call_id"] for r in receiver.ok()) == [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from html import unescape
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +26,7 @@ from cdrhub.settings import Settings
 from cdrhub.store import Store
 from tests.helpers import TOKEN
 from tests.helpers.figures import destination_cells
+from tests.helpers.forwarding import until
 from tests.helpers.receiver import Receiver, receiving
 
 PASSWORD = "correct horse battery"
@@ -82,15 +83,6 @@ def site(settings: Settings, store: Store) -> Iterator[Dashboard]:
     with TestClient(create_app(fast)) as client:
         yield Dashboard(client, store, ZoneInfo(fast.timezone))
 
-
-def _until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def _text(html: str) -> str:
@@ -152,8 +144,8 @@ def test_the_pages_show_what_the_api_answers(site: Dashboard, receiver: Receiver
         for n in range(3):
             site.push({"callId": f"w-{n}", "startTime": 1764000000000 + n, "direction": 0})
         receiver.wait_for(3)
-        _until(lambda: len(site.api("/api/destinations/down/dead-letters")["items"]) == 3)
-        _until(lambda: site.api("/api/destinations/ok")["waiting"] == 0)
+        until(lambda: len(site.api("/api/destinations/down/dead-letters")["items"]) == 3)
+        until(lambda: site.api("/api/destinations/ok")["waiting"] == 0)
     api = {d["name"]: d for d in site.api("/api/destinations")["items"]}
     shown = _listed(site.client.get("/destinations").text)
     assert api["down"]["dead"] == 3 and api["held"]["waiting"] == 3
@@ -188,7 +180,7 @@ def test_actions_redirect_and_say_once_what_they_did(site: Dashboard, receiver: 
     destinations.add(site.store, "crm", receiver.url)
     site.sign_in()
     site.push({"callId": "a-1", "startTime": 1764000000000, "direction": 0})
-    [letter] = _until(lambda: site.api("/api/destinations/crm/dead-letters")["items"])
+    [letter] = until(lambda: site.api("/api/destinations/crm/dead-letters")["items"])
 
     posted = site.act("crm", "pause")
     assert posted.status_code == 303 and posted.headers["location"] == "/destinations/crm"
@@ -207,7 +199,7 @@ def test_actions_redirect_and_say_once_what_they_did(site: Dashboard, receiver: 
     )
     [delivered] = receiver.wait_for(1)
     assert delivered.headers["webhook-id"] == letter["event_id"]
-    _until(lambda: site.api("/api/destinations/crm")["last_success_at"])
+    until(lambda: site.api("/api/destinations/crm")["last_success_at"])
 
     today = time.strftime("%Y-%m-%d", time.gmtime())  # the events' day (the zone is UTC)
     assert site.act("crm", "replay", **{"from": today, "to": today}).status_code == 303
@@ -240,7 +232,7 @@ def test_stored_strings_are_shown_as_text(site: Dashboard, receiver: Receiver) -
     for evil in EVIL:
         site.push({"callId": evil, "startTime": 1764000000000, "direction": 0})
     dead = f"/api/destinations/{name}/dead-letters"
-    _until(lambda: len(site.api(dead)["items"]) == 2)
+    until(lambda: len(site.api(dead)["items"]) == 2)
     listing = site.client.get("/destinations").text
     detail = site.client.get(f"/destinations/{name}").text  # the client quotes the path
     held = site.client.get("/destinations/held").text
@@ -254,4 +246,4 @@ def test_stored_strings_are_shown_as_text(site: Dashboard, receiver: Receiver) -
         for text in expected:
             assert str(escape(text)) in body, (path, text)
     assert 'href="/destinations/%22%3E%3Cscript%3Ealert%281%29"' in listing
-    assert f'href="/calls/{"%3Cscript%3Ealert%281%29%3C%2Fscript%3E"}"' in detail
+    assert 'href="/call?id=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"' in detail

@@ -425,20 +425,7 @@ class Deliverer:
         for pending in waiting:
             if pending.event.seq in was_pending:
                 continue  # still pending as it was
-            new_pending.append(
-                {
-                    "destination_id": destination.id,
-                    "event_seq": pending.event.seq,
-                    "call_id": pending.event.call_id,
-                    "state": "retry",
-                    "attempts": 0,
-                    "next_attempt_ms": now,
-                    "last_status": None,
-                    "last_error": None,
-                    "last_response": None,
-                    "updated_at_ms": now,
-                }
-            )
+            new_pending.append(waiting_row(destination.id, pending.event, now))
         changes: dict[str, Any] = {"cursor_seq": cursor, "lease_until_ms": now + LEASE_MS}
         if last_ok is not None:
             changes |= {"last_success_at_ms": last_ok, "failing_since_ms": None}
@@ -492,6 +479,22 @@ def make_sink(destination: Destination, renderer: Renderer, guard: AddressGuard)
 
 class _LostLease(Exception):
     """Another process took the destination over (this one stalled past its lease)."""
+
+
+def waiting_row(destination_id: int, event: Event, now: int) -> dict[str, Any]:
+    """A ``forward_pending`` row for an event that waits its turn (no attempt yet)."""
+    return {
+        "destination_id": destination_id,
+        "event_seq": event.seq,
+        "call_id": event.call_id,
+        "state": "retry",
+        "attempts": 0,
+        "next_attempt_ms": now,
+        "last_status": None,
+        "last_error": None,
+        "last_response": None,
+        "updated_at_ms": now,
+    }
 
 
 def _config(destination: Destination) -> tuple[Any, ...]:

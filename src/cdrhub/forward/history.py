@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select, update
 
 from cdrhub.forward import filters
-from cdrhub.forward.deliverer import oldest_undelivered_ms
+from cdrhub.forward.deliverer import oldest_undelivered_ms, waiting_row
 from cdrhub.forward.destinations import Destination, all_destinations, mask_text, require
 from cdrhub.forward.events import Event
 from cdrhub.store import Store
@@ -178,24 +178,10 @@ def replay(
         for row in conn.execute(query):
             if row.seq in waiting:
                 continue
-            if parsed.text:
-                event = Event(row.seq, "", row.type, row.call_id, "", 0, bytes(row.body))
-                if event.values is not None and not parsed.matches(event.values):
-                    continue
-            chosen.append(
-                {
-                    "destination_id": destination.id,
-                    "event_seq": row.seq,
-                    "call_id": row.call_id,
-                    "state": "retry",
-                    "attempts": 0,
-                    "next_attempt_ms": now,
-                    "last_status": None,
-                    "last_error": None,
-                    "last_response": None,
-                    "updated_at_ms": now,
-                }
-            )
+            event = Event(row.seq, "", row.type, row.call_id, "", 0, bytes(row.body))
+            if parsed.text and event.values is not None and not parsed.matches(event.values):
+                continue
+            chosen.append(waiting_row(destination.id, event, now))
     if chosen:
         with store.writing() as conn:
             for start in range(0, len(chosen), 1000):
