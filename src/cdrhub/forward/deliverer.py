@@ -19,12 +19,16 @@ A round of a worker:
    destination; failing every attempt for ``CDRHUB_FORWARD_AUTO_PAUSE_HOURS`` pauses it too.
 
 A process killed between sending and step 4 sends that window again after restart: the same
-event ids, in the same order, which is what "at least once" promises.
+event ids, in the same order, which is what "at least once" promises. The restarted process
+does not wait for the dead one's lease to run out: an owner names its host, pid and where
+that pid means something (boot and pid namespace), so a lease held by a pid that no longer
+exists on this machine is taken over at once (see :func:`_dead_here`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -33,6 +37,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
@@ -110,7 +115,7 @@ class Deliverer:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_PLACE}"
         self.schedule = schedule.parse(settings.forward_retry_schedule)
         self.renderer = Renderer(settings.timezone, settings.short_abandon_seconds)
         self.guard = AddressGuard(settings.forward_networks)
@@ -221,16 +226,15 @@ class Deliverer:
     def _claim(self, dest_id: int) -> Destination | None:
         """Take or renew the lease; the destination when this process delivers it now."""
         now = now_ms()
+        owner = destinations.c.lease_owner
         with self.store.writing() as conn:
+            free = owner.is_(None) | (owner == self.owner) | (destinations.c.lease_until_ms < now)
+            holder = conn.execute(select(owner).where(destinations.c.id == dest_id)).scalar()
+            if holder and holder != self.owner and _dead_here(holder):
+                free |= owner == holder  # compare-and-set: only if that dead owner still holds it
             claimed = conn.execute(
                 update(destinations)
-                .where(
-                    destinations.c.id == dest_id,
-                    destinations.c.state == "active",
-                    (destinations.c.lease_owner.is_(None))
-                    | (destinations.c.lease_owner == self.owner)
-                    | (destinations.c.lease_until_ms < now),
-                )
+                .where(destinations.c.id == dest_id, destinations.c.state == "active", free)
                 .values(lease_owner=self.owner, lease_until_ms=now + LEASE_MS)
             ).rowcount
             if not claimed:
@@ -480,6 +484,47 @@ def make_sink(destination: Destination, renderer: Renderer, guard: AddressGuard)
     if destination.kind in ("webhook", "relay"):
         return HttpSink(destination, renderer, guard)
     return brokers.make(destination, renderer, guard)
+
+
+def _place() -> str:
+    """Where a pid names one process: this boot of this machine, this pid namespace.
+
+    Empty where that cannot be told (not Linux): leases are then only taken when they end.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    seen = f"{boot}:{namespace.st_dev}:{namespace.st_ino}"
+    return hashlib.sha256(seen.encode()).hexdigest()[:8]
+
+
+_HOST = socket.gethostname()
+_PLACE = _place()
+
+
+def _dead_here(owner: str) -> bool:
+    """True when ``owner`` was a deliverer in a process of this place that no longer exists.
+
+    Such a lease is left by a process killed without releasing it (kill -9, a crash). A live
+    pid, even a reused one, keeps it until it ends; so does any owner from another host, boot
+    or pid namespace, since its pid means nothing here.
+    """
+    host, _, rest = owner.partition(":")
+    pid, _, rest = rest.partition(":")
+    _, _, place = rest.partition(":")
+    if not _PLACE or place != _PLACE or host != _HOST or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, under another user
+        return False
+    return False
 
 
 class _LostLease(Exception):
