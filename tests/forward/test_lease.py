@@ -24,9 +24,7 @@ FAR = delivering.now_ms() + 3_600_000
 def _held_by(store: Store, dest_id: int, owner: str) -> None:
     with store.writing() as conn:
         conn.execute(
-            update(table)
-            .where(table.c.id == dest_id)
-            .values(lease_owner=owner, lease_until_ms=FAR)
+            update(table).where(table.c.id == dest_id).values(lease_owner=owner, lease_until_ms=FAR)
         )
 
 
