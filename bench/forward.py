@@ -147,25 +147,53 @@ def sqlite_scalar(url: str, sql: str) -> Any:
 class ForwardingTarget(Target):
     """``cdrhub serve`` on SQLite, with the given destinations added before it starts."""
 
-    def __init__(self, label: str, workdir: Path, urls: list[str]) -> None:
+    def __init__(self, label: str, workdir: Path, urls: list[str], src: str = "") -> None:
         super().__init__("cdrhub-sqlite", workdir)
         self.label, self.urls = label, urls
+        if src:  # run another checkout's code (the baseline)
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (src, self.env.get("PYTHONPATH", "")) if p
+            )
+
+    separate = False  # deliver from a `cdrhub forward run` beside serve (CDRHUB_FORWARD=false)
 
     def _prepare(self) -> list[str]:
         command = super()._prepare()
         for number, url in enumerate(self.urls):
             cdrhub(self.env, "forward", "add", f"dest{number}", url)
+        if self.separate:
+            self.env["CDRHUB_FORWARD"] = "false"
         return command
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with super().running():
+            if not self.separate:
+                yield
+                return
+            with forward_run(self.env, self.workdir / "forward-run.log"):
+                yield
 
 
 def ingest(args: argparse.Namespace, receiver: Receiver, nats: Nats) -> str:
-    variants = {"no destinations": [], "webhook + NATS": [receiver.url, nats.url()]}
+    both = [receiver.url, nats.url()]
+    variants: dict[str, tuple[list[str], str]] = {
+        "no destinations": ([], ""),
+        "webhook + NATS": (both, ""),
+    }
+    if args.baseline_src:
+        src = str(Path(args.baseline_src).resolve() / "src")
+        variants[f"webhook + NATS ({args.baseline_label})"] = (both, src)
+    apart = "webhook + NATS, delivered by `forward run` beside serve"
+    if args.separate:
+        variants[apart] = (both, "")
     results: dict[str, list[Any]] = {name: [] for name in variants}
     behind: dict[str, list[int]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="cdrhub-fwbench-") as tmp:
         for round_ in range(1, args.rounds + 1):
-            for name, urls in variants.items():
-                target = ForwardingTarget(name, Path(tmp), urls)
+            for name, (urls, src) in variants.items():
+                target = ForwardingTarget(name, Path(tmp), urls, src)
+                target.separate = name == apart
                 r = measure(target, args.duration, args.connections, args.threads)
                 results[name].append(r)
                 url = target.env["CDRHUB_DATABASE_URL"]
@@ -177,7 +205,7 @@ def ingest(args: argparse.Namespace, receiver: Receiver, nats: Nats) -> str:
                     )
                 behind[name].append(lag)
                 print(
-                    f"ingest round {round_} {name:>16}: {r.rps:8.0f}/s p50 {r.p50:6.2f} ms "
+                    f"ingest round {round_} {name:>28}: {r.rps:8.0f}/s p50 {r.p50:6.2f} ms "
                     f"p99 {r.p99:6.2f} ms errors {r.errors} stored {r.stored} for {r.oks} "
                     f"200s; {events} events, {lag} not delivered at the stop",
                     flush=True,
@@ -388,7 +416,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000, help="outbox size (20,000)")
     parser.add_argument("--timeout", type=float, default=120, help="delivery limit, s (120)")
     parser.add_argument("--rate", type=int, default=500, help="latency: pushes/s (500)")
-    parser.add_argument("--latency-connections", type=int, default=16, help="wrk -c (16)")
+    parser.add_argument("--latency-connections", type=int, default=100, help="wrk -c (100)")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument(
         "--baseline-src",
@@ -396,6 +424,11 @@ def main() -> None:
         "interleaved, e.g. made by `git worktree add /tmp/base REV`",
     )
     parser.add_argument("--baseline-label", default="baseline", help="its name in the table")
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help="ingest: also with delivery in its own `cdrhub forward run` process",
+    )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

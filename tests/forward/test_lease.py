@@ -21,11 +21,20 @@ from cdrhub.store.schema import destinations as table
 FAR = delivering.now_ms() + 3_600_000
 
 
-def _held_by(store: Store, dest_id: int, owner: str) -> None:
+def _held_by(store: Store, dest_id: int, owner: str, until: int = FAR) -> None:
     with store.writing() as conn:
         conn.execute(
-            update(table).where(table.c.id == dest_id).values(lease_owner=owner, lease_until_ms=FAR)
+            update(table)
+            .where(table.c.id == dest_id)
+            .values(lease_owner=owner, lease_until_ms=until)
         )
+
+
+def _lease(store: Store, dest_id: int) -> tuple[str, int]:
+    with store.read_engine.connect() as conn:
+        query = select(table.c.lease_owner, table.c.lease_until_ms).where(table.c.id == dest_id)
+        owner, until = conn.execute(query).one()
+    return owner, int(until)
 
 
 def _dead_pid() -> int:
@@ -65,3 +74,21 @@ def test_a_lease_of_a_live_or_distant_process_is_respected(
     ):
         _held_by(store, added.id, owner)
         assert mine._claim(added.id) is None, owner
+
+
+def test_a_fresh_lease_of_ours_is_read_not_written(settings: Settings, store: Store) -> None:
+    """Claiming before each round writes only when the lease is half spent (the rounds'
+    records renew it): no synced commit per round in the push path's writer queue."""
+    added, _ = destinations.add(store, "crm", "http://127.0.0.1:9/hook")
+    mine = Deliverer(store, settings)
+    assert mine._claim(added.id) is not None
+    soon = delivering.now_ms() + delivering.LEASE_MS // 2 + 5_000
+    _held_by(store, added.id, mine.owner, until=soon)
+    assert mine._claim(added.id) is not None
+    assert _lease(store, added.id) == (mine.owner, soon)  # not written
+    _held_by(store, added.id, mine.owner, until=delivering.now_ms() + 1_000)
+    assert mine._claim(added.id) is not None
+    owner, until = _lease(store, added.id)
+    assert owner == mine.owner and until > soon  # renewed
+    destinations.set_state(store, "crm", "paused", "test")
+    assert mine._claim(added.id) is None

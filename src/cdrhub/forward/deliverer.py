@@ -224,8 +224,22 @@ class Deliverer:
                 await sink.close()
 
     def _claim(self, dest_id: int) -> Destination | None:
-        """Take or renew the lease; the destination when this process delivers it now."""
+        """Take or renew the lease; the destination when this process delivers it now.
+
+        A lease of ours with more than half its time left is only read: each round's record
+        renews it, and a write here would be a synced commit before every round, in the
+        queue of the push path's writer (on SQLite, the same single writer).
+        """
         now = now_ms()
+        with self.store.read_engine.connect() as conn:
+            row = conn.execute(select(destinations).where(destinations.c.id == dest_id))
+            current = row.mappings().first()
+        if current is None or current["state"] != "active":
+            return None
+        if current["lease_owner"] == self.owner and (
+            (current["lease_until_ms"] or 0) - now > LEASE_MS // 2
+        ):
+            return _row(current)
         owner = destinations.c.lease_owner
         with self.store.writing() as conn:
             free = owner.is_(None) | (owner == self.owner) | (destinations.c.lease_until_ms < now)
