@@ -122,6 +122,9 @@ class Deliverer:
         self.auto_pause_ms = int(settings.forward_auto_pause_hours * 3_600_000)
         self.on_result = on_result
         self.tallies: dict[str, Tally] = defaultdict(Tally)
+        self._postgres = store.write_engine.dialect.name == "postgresql"
+        # Per destination: a missing seq -> the next transaction id when it was first seen.
+        self._gaps: dict[int, dict[int, int]] = defaultdict(dict)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -328,6 +331,7 @@ class Deliverer:
             body,
         ]
         with self.store.read_engine.connect() as conn:
+            horizon = _oldest_running(conn) if self._postgres else None
             fresh_rows = conn.execute(
                 select(*columns)
                 .select_from(join)
@@ -336,6 +340,8 @@ class Deliverer:
                 .limit(WINDOW)
             ).all()
             fresh = [_event(r) for r in fresh_rows]
+            if horizon is not None:
+                fresh = self._before_open_gap(conn, destination, fresh, horizon)
             older = aliased(forward_pending)
             pending = forward_pending
             due_rows = conn.execute(
@@ -372,6 +378,34 @@ class Deliverer:
                 }
         # A due event's call may have no other pending row: it is in a chain, not blocked.
         return fresh, due, blocked
+
+    def _before_open_gap(
+        self, conn: Connection, destination: Destination, fresh: list[Event], horizon: int
+    ) -> list[Event]:
+        """The fresh events up to the first gap in ``seq`` that may still fill (PostgreSQL).
+
+        PostgreSQL hands out ``seq`` when a writer inserts its events, but writers commit in
+        their own order: a batch for another hour (a reconcile, a second receiver) can commit
+        seq 11 while the batch holding seq 10 is still open. Moving the cursor past 11 then
+        would skip 10 for good. So a window stops before a missing seq until every
+        transaction that was running when the gap was first seen has ended (``horizon``:
+        the oldest transaction running before this window was read); a seq still missing
+        then belongs to a batch that rolled back, and is passed over.
+        """
+        gaps = self._gaps[destination.id]
+        for known in [g for g in gaps if g <= destination.cursor_seq]:
+            del gaps[known]
+        expected = destination.cursor_seq + 1
+        for index, event in enumerate(fresh):
+            if event.seq != expected:
+                seen = gaps.get(expected)
+                if seen is None:
+                    gaps[expected] = _next_transaction(conn)
+                    return fresh[:index]
+                if horizon < seen:  # a transaction that may hold the missing seq is open
+                    return fresh[:index]
+            expected = event.seq + 1
+        return fresh
 
     def _record(
         self,
@@ -557,6 +591,20 @@ def _config(destination: Destination) -> tuple[Any, ...]:
         destination.timeout_seconds,
         destination.concurrency,
     )
+
+
+def _oldest_running(conn: Connection) -> int:
+    """PostgreSQL: the oldest transaction id still running (every older one has ended)."""
+    return int(conn.exec_driver_sql(_XMIN).scalar_one())
+
+
+def _next_transaction(conn: Connection) -> int:
+    """PostgreSQL: the next transaction id (every running transaction's is below it)."""
+    return int(conn.exec_driver_sql(_XMAX).scalar_one())
+
+
+_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+_XMAX = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 
 
 def _event(row: Any) -> Event:
