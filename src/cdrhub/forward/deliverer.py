@@ -19,12 +19,16 @@ A round of a worker:
    destination; failing every attempt for ``CDRHUB_FORWARD_AUTO_PAUSE_HOURS`` pauses it too.
 
 A process killed between sending and step 4 sends that window again after restart: the same
-event ids, in the same order, which is what "at least once" promises.
+event ids, in the same order, which is what "at least once" promises. The restarted process
+does not wait for the dead one's lease to run out: an owner names its host, pid and where
+that pid means something (boot and pid namespace), so a lease held by a pid that no longer
+exists on this machine is taken over at once (see :func:`_dead_here`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -33,6 +37,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
@@ -110,13 +115,16 @@ class Deliverer:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_PLACE}"
         self.schedule = schedule.parse(settings.forward_retry_schedule)
         self.renderer = Renderer(settings.timezone, settings.short_abandon_seconds)
         self.guard = AddressGuard(settings.forward_networks)
         self.auto_pause_ms = int(settings.forward_auto_pause_hours * 3_600_000)
         self.on_result = on_result
         self.tallies: dict[str, Tally] = defaultdict(Tally)
+        self._postgres = store.write_engine.dialect.name == "postgresql"
+        # Per destination: a missing seq -> the next transaction id when it was first seen.
+        self._gaps: dict[int, dict[int, int]] = defaultdict(dict)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -224,18 +232,31 @@ class Deliverer:
                 await sink.close()
 
     def _claim(self, dest_id: int) -> Destination | None:
-        """Take or renew the lease; the destination when this process delivers it now."""
+        """Take or renew the lease; the destination when this process delivers it now.
+
+        A lease of ours with more than half its time left is only read: each round's record
+        renews it, and a write here would be a synced commit before every round, in the
+        queue of the push path's writer (on SQLite, the same single writer).
+        """
         now = now_ms()
+        with self.store.read_engine.connect() as conn:
+            row = conn.execute(select(destinations).where(destinations.c.id == dest_id))
+            current = row.mappings().first()
+        if current is None or current["state"] != "active":
+            return None
+        if current["lease_owner"] == self.owner and (
+            (current["lease_until_ms"] or 0) - now > LEASE_MS // 2
+        ):
+            return _row(current)
+        owner = destinations.c.lease_owner
         with self.store.writing() as conn:
+            free = owner.is_(None) | (owner == self.owner) | (destinations.c.lease_until_ms < now)
+            holder = conn.execute(select(owner).where(destinations.c.id == dest_id)).scalar()
+            if holder and holder != self.owner and _dead_here(holder):
+                free |= owner == holder  # compare-and-set: only if that dead owner still holds it
             claimed = conn.execute(
                 update(destinations)
-                .where(
-                    destinations.c.id == dest_id,
-                    destinations.c.state == "active",
-                    (destinations.c.lease_owner.is_(None))
-                    | (destinations.c.lease_owner == self.owner)
-                    | (destinations.c.lease_until_ms < now),
-                )
+                .where(destinations.c.id == dest_id, destinations.c.state == "active", free)
                 .values(lease_owner=self.owner, lease_until_ms=now + LEASE_MS)
             ).rowcount
             if not claimed:
@@ -316,6 +337,7 @@ class Deliverer:
             body,
         ]
         with self.store.read_engine.connect() as conn:
+            horizon = _oldest_running(conn) if self._postgres else None
             fresh_rows = conn.execute(
                 select(*columns)
                 .select_from(join)
@@ -324,6 +346,8 @@ class Deliverer:
                 .limit(WINDOW)
             ).all()
             fresh = [_event(r) for r in fresh_rows]
+            if horizon is not None:
+                fresh = self._before_open_gap(conn, destination, fresh, horizon)
             older = aliased(forward_pending)
             pending = forward_pending
             due_rows = conn.execute(
@@ -360,6 +384,34 @@ class Deliverer:
                 }
         # A due event's call may have no other pending row: it is in a chain, not blocked.
         return fresh, due, blocked
+
+    def _before_open_gap(
+        self, conn: Connection, destination: Destination, fresh: list[Event], horizon: int
+    ) -> list[Event]:
+        """The fresh events up to the first gap in ``seq`` that may still fill (PostgreSQL).
+
+        PostgreSQL hands out ``seq`` when a writer inserts its events, but writers commit in
+        their own order: a batch for another hour (a reconcile, a second receiver) can commit
+        seq 11 while the batch holding seq 10 is still open. Moving the cursor past 11 then
+        would skip 10 for good. So a window stops before a missing seq until every
+        transaction that was running when the gap was first seen has ended (``horizon``:
+        the oldest transaction running before this window was read); a seq still missing
+        then belongs to a batch that rolled back, and is passed over.
+        """
+        gaps = self._gaps[destination.id]
+        for known in [g for g in gaps if g <= destination.cursor_seq]:
+            del gaps[known]
+        expected = destination.cursor_seq + 1
+        for index, event in enumerate(fresh):
+            if event.seq != expected:
+                seen = gaps.get(expected)
+                if seen is None:
+                    gaps[expected] = _next_transaction(conn)
+                    return fresh[:index]
+                if horizon < seen:  # a transaction that may hold the missing seq is open
+                    return fresh[:index]
+            expected = event.seq + 1
+        return fresh
 
     def _record(
         self,
@@ -477,6 +529,47 @@ def make_sink(destination: Destination, renderer: Renderer, guard: AddressGuard)
     return brokers.make(destination, renderer, guard)
 
 
+def _place() -> str:
+    """Where a pid names one process: this boot of this machine, this pid namespace.
+
+    Empty where that cannot be told (not Linux): leases are then only taken when they end.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    seen = f"{boot}:{namespace.st_dev}:{namespace.st_ino}"
+    return hashlib.sha256(seen.encode()).hexdigest()[:8]
+
+
+_HOST = socket.gethostname()
+_PLACE = _place()
+
+
+def _dead_here(owner: str) -> bool:
+    """True when ``owner`` was a deliverer in a process of this place that no longer exists.
+
+    Such a lease is left by a process killed without releasing it (kill -9, a crash). A live
+    pid, even a reused one, keeps it until it ends; so does any owner from another host, boot
+    or pid namespace, since its pid means nothing here.
+    """
+    host, _, rest = owner.partition(":")
+    pid, _, rest = rest.partition(":")
+    _, _, place = rest.partition(":")
+    if not _PLACE or place != _PLACE or host != _HOST or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, under another user
+        return False
+    return False
+
+
 class _LostLease(Exception):
     """Another process took the destination over (this one stalled past its lease)."""
 
@@ -509,6 +602,20 @@ def _config(destination: Destination) -> tuple[Any, ...]:
         destination.timeout_seconds,
         destination.concurrency,
     )
+
+
+def _oldest_running(conn: Connection) -> int:
+    """PostgreSQL: the oldest transaction id still running (every older one has ended)."""
+    return int(conn.exec_driver_sql(_XMIN).scalar_one())
+
+
+def _next_transaction(conn: Connection) -> int:
+    """PostgreSQL: the next transaction id (every running transaction's is below it)."""
+    return int(conn.exec_driver_sql(_XMAX).scalar_one())
+
+
+_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+_XMAX = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 
 
 def _event(row: Any) -> Event:
