@@ -60,7 +60,11 @@ CREATE_FIELDS: dict[str, dict[str, Any]] = {
     "from": {**_TIME, "description": "Start with events from: " + _TIME["description"]},
     "concurrency": {"type": "integer", "minimum": 1, "maximum": 256},
     "rate_per_second": {"type": "number", "exclusiveMinimum": 0},
-    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+    "timeout_seconds": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": destinations.MAX_TIMEOUT_SECONDS,
+    },
 }
 ROTATE_FIELDS: dict[str, dict[str, Any]] = {
     "secret": {"type": "string", "description": "The new whsec_...; omitted: generated"},

@@ -53,7 +53,7 @@ from cdrhub.store.schema import destinations, events, forward_attempts, forward_
 
 log = logging.getLogger("cdrhub.forward")
 
-LEASE_MS = 30_000
+LEASE_MS = 120_000  # longer than any round: ROUND_SECONDS of starts + one attempt (<= 60 s)
 WINDOW = 500
 ROUND_SECONDS = 10.0  # no new sends start after this; the rest wait for the next round
 IDLE_SECONDS = 0.25  # poll for events stored by other processes; our own writes wake us
@@ -209,7 +209,7 @@ class Deliverer:
                     await self._idle(2.0)
                     continue
                 if destination is None:  # paused, removed, or another process delivers it
-                    await self._idle(LEASE_MS / 3000)
+                    await self._idle(10.0)
                     continue
                 wanted = _config(destination)
                 if sink is None or wanted != config:

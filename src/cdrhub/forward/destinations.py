@@ -44,6 +44,9 @@ FORMATS = ("standard", "nxcc")
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 _SECRET_QUERY = ("password", "pass", "token", "secret", "key", "apikey", "api_key")
 DEFAULT_CONCURRENCY = {"webhook": 10, "relay": 10}
+#: One attempt's limit; a delivery round (its sends start within 10 s) then always ends well
+#: inside the deliverer's 120 s lease, so no other process takes over a round in flight.
+MAX_TIMEOUT_SECONDS = 60
 
 
 class DestinationError(ValueError):
@@ -315,9 +318,10 @@ def add(
         raise DestinationError(
             "--rate must be above 0 (events per second)", field="rate_per_second"
         )
-    if not 0 < timeout_seconds <= 300:
+    if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise DestinationError(
-            "--timeout must be between 0 and 300 seconds", field="timeout_seconds"
+            f"--timeout must be between 0 and {MAX_TIMEOUT_SECONDS} seconds",
+            field="timeout_seconds",
         )
     if get(store, name) is not None:
         raise DestinationError(
