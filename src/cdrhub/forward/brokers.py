@@ -9,6 +9,7 @@ drops a repeat inside its duplicate window; AMQP ``message_id``; a Redis field).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import os
@@ -49,7 +50,7 @@ def _socket_error(exc: BaseException) -> OSError | None:
     return None
 
 
-class _BrokerSink:
+class _BrokerSink(abc.ABC):
     """Shared connection handling: connect lazily, drop the connection on any failure.
 
     An error says which step failed: connecting (``cannot connect to KIND at HOST:PORT: ...``,
@@ -70,14 +71,17 @@ class _BrokerSink:
         self._connection: Any = None
         self._connecting = asyncio.Lock()
 
+    @abc.abstractmethod
     async def _connect(self) -> Any:
-        raise NotImplementedError
+        """Open the broker connection (and channel, stream handle...) this sink reuses."""
 
+    @abc.abstractmethod
     async def _publish(self, connection: Any, event: Event, payload: bytes) -> None:
-        raise NotImplementedError
+        """Send one event and return once the broker acknowledged it."""
 
+    @abc.abstractmethod
     async def _disconnect(self, connection: Any) -> None:
-        raise NotImplementedError
+        """Close a connection (broken or not)."""
 
     async def send(self, event: Event) -> Result:
         refused = await self.guard.check(self.destination.url)
