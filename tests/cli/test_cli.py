@@ -225,3 +225,26 @@ def test_every_command_has_help_with_an_example_or_description(command: list[str
     result = run(*command, "--help")
     assert result.exit_code == 0
     assert "Usage: " in result.output and len(result.output.splitlines()) > 4
+
+
+def test_serve_shows_a_generated_token_whole_once_then_masked(tmp_path: Path) -> None:
+    """The banner is what an operator reads to configure NXCC, and under systemd it is also
+    what journald keeps: the token appears whole on the start that generated it, masked on
+    every later start."""
+    env = {
+        "CDRHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'cdr.db'}",
+        "CDRHUB_DATA_DIR": str(tmp_path / "data"),
+        "CDRHUB_TOKENS": "",
+    }
+    run("db", "upgrade", env=env)
+    logs = []
+    for n in range(2):
+        log = tmp_path / f"serve-{n}.log"
+        Server(env, log).stop()
+        logs.append(log.read_text(encoding="utf-8"))
+    token = (tmp_path / "data" / "token").read_text(encoding="utf-8").strip()
+    assert len(token) >= 20
+    assert token in logs[0] and "generated now" in logs[0]
+    assert token not in logs[1]
+    assert token[:6] not in logs[1]
+    assert "from " in logs[1] and "cat" in logs[1]

@@ -62,9 +62,13 @@ def _print_banner(settings: Settings, tokens: list[str], generated: bool) -> Non
         out.print(f"  URL:   [bold]{base.rstrip('/')}{path}[/]")
     if settings.tokens:
         shown = ", ".join(mask_secret(t) for t in tokens) + f"  ({token_source(settings)})"
+    elif generated:
+        # Shown whole once, when it is made: the operator needs it to configure NXCC now.
+        shown = f"{tokens[0]}  (generated now, saved in {settings.token_file})"
     else:
-        note = "generated now, saved in" if generated else "from"
-        shown = f"{tokens[0]}  ({note} {settings.token_file})"
+        # Every later start goes to a terminal, or to journald under systemd: masked there,
+        # with the file that holds it for whoever may read that file.
+        shown = f"{mask_secret(tokens[0])}  (from {settings.token_file}; `cat` it to see it whole)"
     out.print(f"  token: [bold]{shown}[/]", highlight=False)
     if settings.host == "127.0.0.1":
         out.print("Listening on loopback only: use --host 0.0.0.0 so NXCC can reach it.")
