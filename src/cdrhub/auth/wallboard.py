@@ -21,7 +21,7 @@ from cdrhub.store import Store
 from cdrhub.store.schema import wall_links
 
 #: Every link token starts with this, so a leaked one is recognisable.
-TOKEN_PREFIX = "cdrwall_"
+TOKEN_PREFIX = "cdrwall_"  # noqa: S105 - a marker, not a secret
 
 
 @dataclass(frozen=True, slots=True)

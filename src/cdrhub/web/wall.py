@@ -17,11 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from cdrhub.auth import users, wallboard as links
+from cdrhub.auth import users
+from cdrhub.auth import wallboard as links
 from cdrhub.reports import wallboard
 from cdrhub.settings import Settings
 from cdrhub.store import Store
-from cdrhub.web.routes import Pages, PageError, SignInRequired, here
+from cdrhub.web.routes import PageError, Pages, SignInRequired, here
 
 THEMES = ("dark", "light")
 #: Seconds between refreshes: default, and the bounds a ``refresh`` parameter is held to.
