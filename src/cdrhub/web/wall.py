@@ -96,8 +96,9 @@ def wall_router(
             )
             # The value presented is not echoed: it is (or is meant to be) a secret.
             problem = {"field": "link", "value": None, "expected": "an active wallboard link"}
+            code = "unauthorized" if refused.status == 401 else "forbidden"
             return JSONResponse(
-                {"detail": detail, "errors": [problem]},
+                {"error": code, "detail": detail, "fields": [problem]},
                 status_code=refused.status,
                 headers={"Cache-Control": "no-store"},
             )
