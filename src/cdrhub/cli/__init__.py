@@ -16,6 +16,7 @@ from cdrhub.cli.pull import backfill, import_files, reconcile, simulate
 from cdrhub.cli.quarantine import quarantine_group
 from cdrhub.cli.reports import export_command, stats
 from cdrhub.cli.serve import config, send, serve
+from cdrhub.cli.wall import wall_group
 
 
 class _DefaultServe(click.Group):
@@ -58,5 +59,6 @@ for _command in (
     backfill,
     reconcile,
     import_files,
+    wall_group,
 ):
     main.add_command(_command)

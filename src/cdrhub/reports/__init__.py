@@ -3,10 +3,11 @@
 ``query`` turns filters into SQL and rows into the API's items; ``stats`` computes the
 statistics of docs/metrics.md from hourly snapshots that ``rollup`` keeps (``columns`` is their
 column layout, ``zones`` the time-zone arithmetic both use); ``export`` streams CSV, JSON Lines
-and Parquet, with ``csvsql`` formatting CSV inside the database. Nothing here writes a call.
+and Parquet, with ``csvsql`` formatting CSV inside the database; ``wallboard`` is the TV view's
+today-and-last-hour figures. Nothing here writes a call.
 """
 
-from cdrhub.reports import columns, csvsql, export, query, rollup, stats, zones
+from cdrhub.reports import columns, csvsql, export, query, rollup, stats, wallboard, zones
 from cdrhub.reports.columns import Facts
 from cdrhub.reports.query import FILTERS, TZ_PARAM, CallFilter, Param, call_id_path
 from cdrhub.reports.stats import METRICS
@@ -25,5 +26,6 @@ __all__ = [
     "query",
     "rollup",
     "stats",
+    "wallboard",
     "zones",
 ]

@@ -166,6 +166,20 @@ api_keys = Table(
     UniqueConstraint("key_hash"),
 )
 
+# Wallboard links (cdrhub.auth.wallboard): a token in the /wall address opens that one
+# read-only page. Only the token's sha256 is stored; revoked links stay listed.
+wall_links = Table(
+    "wall_links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("token_prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+    UniqueConstraint("token_hash"),
+)
+
 # The statistics' hourly snapshots (cdrhub.rollup). Every write that changes a call's content
 # bumps ``changes`` of the hour(s) the call starts in, in the same transaction; a snapshot is
 # current while ``built`` equals ``changes``. Slot -1 also holds the calls without a startTime.

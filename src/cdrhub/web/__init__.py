@@ -24,6 +24,7 @@ from cdrhub.ingest import create_token_file, read_token_file
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.web.routes import PageError, SignInRequired, dashboard_router, make_pages
+from cdrhub.web.wall import wall_router
 
 #: No inline script or style, nothing from elsewhere but recordings (NXCC serves them).
 CSP = (
@@ -103,6 +104,7 @@ def install(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) ->
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     pages = make_pages(settings)
     app.include_router(dashboard_router(pages, settings, get_store))
+    app.include_router(wall_router(pages, settings, get_store))
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, exc: SignInRequired) -> RedirectResponse:

@@ -229,6 +229,22 @@ _ZH = {
     "field:taskId": "AI外呼任务ID",
     "field:answered": "是否接通",
     "field:totalCustomerPrice": "费用",
+    # The wallboard (/wall)
+    "Wallboard": "大屏看板",
+    "Today so far": "今日实时",
+    "Updated": "更新于",
+    "Theme": "主题",
+    "Dark": "深色",
+    "Light": "浅色",
+    "Target": "目标",
+    "ASA": "平均应答速度",
+    "Longest wait": "最长等待",
+    "Last hour, by 15 minutes": "最近一小时（每15分钟）",
+    "Calls per 15 minutes": "每15分钟通话数",
+    "Alerts": "告警",
+    "No active alerts": "当前无告警",
+    "Cannot reach cdrhub; showing the last figures.": "无法连接 cdrhub，显示的是上次的数据。",
+    "This wallboard link is not valid or was revoked.": "此看板链接无效或已被撤销。",
 }
 
 #: English needs only the NXCC field names in plain words; everything else is written in English.
