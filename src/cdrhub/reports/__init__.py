@@ -9,10 +9,11 @@ and Parquet, with ``csvsql`` formatting CSV inside the database. Nothing here wr
 from cdrhub.reports import columns, csvsql, export, query, rollup, stats, zones
 from cdrhub.reports.columns import Facts
 from cdrhub.reports.query import FILTERS, TZ_PARAM, CallFilter, Param, call_id_path
-from cdrhub.reports.stats import METRICS
+from cdrhub.reports.stats import FIGURE_DIGITS, METRICS
 
 __all__ = [
     "FILTERS",
+    "FIGURE_DIGITS",
     "METRICS",
     "TZ_PARAM",
     "CallFilter",
