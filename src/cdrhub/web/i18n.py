@@ -94,7 +94,7 @@ _ZH = {
     "No call with this id.": "没有这个通话ID的记录。",
     "The form expired or came from another site; reload the page.": "表单已过期或来自其他网站，请刷新页面。",
     "All times are shown in the call center time zone": "所有时间均按呼叫中心时区显示",
-    "Accounts are created by an administrator with `cdrhub user create`.": "账号由管理员用 `cdrhub user create` 创建。",
+    "Accounts are created by an administrator with {command}.": "账号由管理员用 {command} 创建。",
     "answered": "已接通",
     "per hour": "按小时",
     "per day": "按天",
