@@ -173,6 +173,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Receives NXCC call-log pushes and keeps them safely.",
         lifespan=lifespan,
+        docs_url=None,  # the dashboard serves /docs from the package (web.install), no CDN
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.callback = CallbackEndpoint(
         TokenCheck(tokens),

@@ -201,7 +201,11 @@ def _same(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
             if w[metric] is None:
                 assert g[metric] is None, (g["key"], metric)
             else:
-                assert g[metric] == pytest.approx(w[metric], rel=1e-9, abs=1e-9), (g["key"], metric)
+                # Figures leave rounded to FIGURE_DIGITS places: within half a unit of the
+                # exact per-call figure, and already at that precision.
+                half = 0.5 * 10**-stats.FIGURE_DIGITS + 1e-9
+                assert g[metric] == pytest.approx(w[metric], abs=half), (g["key"], metric)
+                assert g[metric] == round(g[metric], stats.FIGURE_DIGITS), (g["key"], metric)
 
 
 CASES = [

@@ -40,7 +40,7 @@ from cdrhub.cli import main
 from cdrhub.pull import simulate
 from cdrhub.reports import stats
 from cdrhub.reports.query import CallFilter
-from cdrhub.reports.stats import METRICS, percentiles
+from cdrhub.reports.stats import FIGURE_DIGITS, METRICS, percentiles
 from cdrhub.settings import Settings
 from cdrhub.store import Push as StorePush
 from cdrhub.store import Store
@@ -147,13 +147,14 @@ def loaded(push: Push) -> None:
 
 
 def same(group: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Every expected metric equal (floats to 1e-9); exactly the metric keys plus `key`."""
+    """Every expected metric equal (floats as rounded to FIGURE_DIGITS places, the precision
+    the figures leave with); exactly the metric keys plus `key`."""
     assert set(group) == {"key", *METRICS}
     for name, value in expected.items():
         if value is None or isinstance(value, int) and not isinstance(value, bool):
             assert group[name] == value, name
         else:
-            assert group[name] == pytest.approx(value, abs=1e-9), name
+            assert group[name] == pytest.approx(round(value, FIGURE_DIGITS), abs=1e-9), name
 
 
 def test_every_metric_over_the_whole_selection(api: Api, loaded: None) -> None:
@@ -353,7 +354,7 @@ def test_waits_exactly_on_a_threshold(
                   **thresholds).json()["groups"]  # fmt: skip
     queued = len(abandons) + len(answers)
     assert group["short_abandoned"] == len(short_ones)
-    assert group["service_level"] == pytest.approx(len(within) / (queued - len(short_ones)))
+    assert group["service_level"] == round(len(within) / (queued - len(short_ones)), FIGURE_DIGITS)
     for call_id in abandons:
         derived = api(f"/api/calls/{call_id}").json()["derived"]
         # The detail uses the configured threshold (it takes no per-request one).
@@ -500,3 +501,41 @@ def test_a_report_without_percentiles_has_every_other_metric_unchanged(store: St
         for f in full:
             del f["p90_wait_seconds"], f["p90_talk_seconds"]
         assert light == full
+
+
+@pytest.mark.parametrize("columns", [100, 200])
+def test_cli_stats_table_fits_the_terminal(settings: Settings, loaded: None, columns: int) -> None:
+    """In a 100- or 200-column terminal every figure shows whole (no "…"), rates as
+    percentages, times as durations, at the precision docs/metrics.md states."""
+    env = {
+        "CDRHUB_DATABASE_URL": settings.database_url,
+        "CDRHUB_TOKENS": "",
+        "COLUMNS": str(columns),
+    }
+    for group_by in ("", "day", "agent"):
+        args = ["stats", "--from", "2026-10-31", "--to", "2026-11-03", "--tz", NY]
+        result = CliRunner().invoke(
+            main, [*args, "--group-by", group_by] if group_by else args, env=env
+        )
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert max(len(line) for line in lines) <= columns, group_by
+        assert "…" not in result.output, group_by
+        if not group_by:
+            text = result.output
+            for shown in ("62.5%", "20.0%", "40.0%", "20.0s", "18.5s", "4m 15s", "1m 04s", "4.80"):
+                assert shown in text, shown
+            assert "1.1294" in text and "0.625" not in text and "255.000" not in text
+
+
+def test_json_and_csv_carry_rounded_figures(settings: Settings, loaded: None) -> None:
+    """No float noise in JSON or CSV: every figure has at most FIGURE_DIGITS places."""
+    env = {"CDRHUB_DATABASE_URL": settings.database_url, "CDRHUB_TOKENS": ""}
+    args = ["stats", "--from", "2026-10-31", "--to", "2026-11-03", "--tz", NY]
+    result = CliRunner().invoke(main, [*args, "--format", "csv"], env=env)
+    row = next(csv.DictReader(io.StringIO(result.output)))
+    assert row["cost_per_answered_minute"] == "1.1294" and row["avg_wait_seconds"] == "18.5"
+    result = CliRunner().invoke(main, [*args, "--format", "json"], env=env)
+    for name, value in json.loads(result.output)["groups"][0].items():
+        if isinstance(value, float):
+            assert value == round(value, FIGURE_DIGITS), name

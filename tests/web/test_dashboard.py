@@ -256,7 +256,7 @@ def test_filter_the_calls_open_one_and_find_its_recording(site: Site) -> None:
     page.goto(site.url(f"/calls/{call['call_id']}"))
     assert page.get_attribute("#recording", "src") == call["record_url"]
     assert page.locator("#voicemail").count() == 0
-    assert page.locator("#timeline li").count() >= 3
+    assert page.locator("#timeline tbody tr").count() >= 3
     assert "inbound" in page.inner_text("#fields")
     site.shot("call")
 

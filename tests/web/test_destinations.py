@@ -84,7 +84,6 @@ def site(settings: Settings, store: Store) -> Iterator[Dashboard]:
         yield Dashboard(client, store, ZoneInfo(fast.timezone))
 
 
-
 def _text(html: str) -> str:
     """What a reader sees of an HTML fragment: tags dropped, entities read, spaces collapsed."""
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())

@@ -411,11 +411,33 @@ class TestHeaders:
         assert "<script>" not in answer.text and "onclick" not in answer.text
         assert client.get("/static/app.js").headers["content-security-policy"] == csp
 
-    def test_the_api_browser_still_works(self, client: TestClient) -> None:
-        """/docs is FastAPI's inline script from a CDN: the strict policy would blank it."""
+    def test_the_api_browser_is_served_from_the_package(self, client: TestClient) -> None:
+        """/docs is Swagger UI from static/swagger-ui, under the strict policy, nothing from
+        elsewhere (the browser test renders it with every outside request blocked)."""
         docs = client.get("/docs")
-        assert docs.status_code == 200 and "content-security-policy" not in docs.headers
+        assert (
+            docs.status_code == 200
+            and "script-src 'self'" in docs.headers["content-security-policy"]
+        )
+        assert "http" not in docs.text and "<script>" not in docs.text
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "init.js", "LICENSE"):
+            assert client.get(f"/static/swagger-ui/{asset}").status_code == 200, asset
+        assert 'data-url="/openapi.json"' in docs.text
         assert "server-timing" not in client.get("/healthz").headers
+
+    def test_favicon(self, client: TestClient) -> None:
+        """Browsers ask every site for /favicon.ico: an icon, not a 404 in every page's log."""
+        icon = client.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+        assert icon.content[:4] == b"\x00\x00\x01\x00"  # the ICO header
+        assert client.get("/static/favicon.svg").status_code == 200
+        assert '<link rel="icon" href="/static/favicon.svg"' in client.get("/login").text
+
+    def test_login_hint_shows_the_command_as_code(self, client: TestClient) -> None:
+        """The hint's command is code, in both languages, never literal backticks."""
+        for lang in ("en", "zh-CN"):
+            page = client.get("/login", headers={"accept-language": lang}).text
+            assert "<code>cdrhub user create</code>" in page and "`" not in page, lang
 
 
 def _seed(push: Push) -> dict[str, Any]:

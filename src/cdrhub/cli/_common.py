@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,6 @@ from cdrhub.settings import Settings, load_settings, mask_url
 from cdrhub.store import Store, open_store
 
 if TYPE_CHECKING:
-
     pass
 
 
@@ -26,12 +26,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def console(*, markup: bool = False) -> Console:
-    """Rich output; when piped, wide enough that tables never wrap (scripts read them).
+    """Rich output; when piped, wide enough that tables never wrap (scripts read them), unless
+    ``COLUMNS`` says how wide the reader's terminal is.
 
     Markup is off unless asked for: table cells carry what senders chose (a callId, an agent's
     name), and ``[/x]`` in one would otherwise end the command with a MarkupError.
     """
-    return Console(width=None if sys.stdout.isatty() else 240, markup=markup)
+    sized = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(width=None if sized else 240, markup=markup)
 
 
 def settings_options(func: F) -> F:

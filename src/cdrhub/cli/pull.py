@@ -28,7 +28,7 @@ from cdrhub.cli._common import check_database, console, moment, settings_options
 @click.option("--count", default=1000, show_default=True, help="How many calls.")
 @click.option("--seed", default=1, show_default=True, help="Same seed, same calls.")
 @click.option("--days", default=30, show_default=True, help="Spread over this many days.")
-@click.option("--end", help="Last day (ISO date, default today) in the configured zone.")
+@click.option("--end", help="Last day (ISO date, default today), in the zone; never past now.")
 @click.option("--url", help="Push to this callback URL instead of writing to the database.")
 @click.option("--token", help="Token for --url (default: the first configured token).")
 @click.option("--rate", type=float, default=10.0, show_default=True, help="Pushes/s with --url.")
@@ -61,8 +61,15 @@ def simulate(
 
     tz = ZoneInfo(settings.timezone)
     last = datetime.fromisoformat(end).date() if end else datetime.now(tz).date()
-    until = datetime(last.year, last.month, last.day, tzinfo=tz) + timedelta(days=1)
-    bodies = sim.calls(count, seed=seed, end=until, days=days, tz=tz)
+    # Up to the end of the last day, but never past now: NXCC pushes calls that have ended.
+    until = min(
+        datetime(last.year, last.month, last.day, tzinfo=tz) + timedelta(days=1),
+        datetime.now(tz),
+    )
+    try:
+        bodies = sim.calls(count, seed=seed, end=until, days=days, tz=tz)
+    except sim.NoRoomError as error:
+        raise click.ClickException(f"{error}: pass a larger --days or an earlier --end") from None
     with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task("Simulating", total=count)
         if url:
@@ -127,7 +134,6 @@ def _nxcc_client(settings: Settings) -> Any:
         return from_settings(settings)
     except NxccError as exc:
         raise click.ClickException(str(exc)) from None
-
 
 
 def _local(settings: Settings, epoch_s: float) -> str:

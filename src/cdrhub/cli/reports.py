@@ -16,7 +16,6 @@ from cdrhub.ops import printable
 from cdrhub.settings import Settings
 
 if TYPE_CHECKING:
-
     pass
 
 from cdrhub.cli._common import F, console, settings_options, store_for
@@ -142,13 +141,66 @@ def stats(
                 ["" if v is None else v for v in (*g["key"].values(), *_metric_values(g))]
             )
         return
-    table = Table(*[h.replace("_", " ") for h in header])
-    for g in groups:
-        table.add_row(
-            *["" if v is None else printable(str(v)) for v in g["key"].values()],
-            *[_show(v) for v in _metric_values(g)],
-        )
-    console().print(table)
+    out = console()
+    for table in _tables(names, groups, out.width):
+        out.print(table)
+
+
+#: The table's column titles, short enough that a 100-column terminal holds several.
+_TITLES = {
+    "short_abandoned": "short aband.",
+    "asa_seconds": "ASA",
+    "avg_wait_seconds": "avg wait",
+    "p90_wait_seconds": "p90 wait",
+    "talk_seconds": "talk",
+    "avg_talk_seconds": "avg talk",
+    "p90_talk_seconds": "p90 talk",
+    "avg_ring_seconds": "avg ring",
+    "cost_total": "cost",
+    "cost_per_answered_minute": "cost per min",
+}
+
+
+def _tables(names: tuple[str, ...], groups: list[dict[str, Any]], width: int) -> list[Table]:
+    """The report as tables that fit ``width`` columns without cutting a figure: the metric
+    columns in as many tables as needed, each led by the group's key columns.
+
+    A figure's cell and a header never wrap; a key (an agent's e-mail, a task id) longer than 29
+    characters folds onto more lines.
+    """
+    from cdrhub.reports import METRICS
+
+    keys = [["" if v is None else printable(str(v)) for v in g["key"].values()] for g in groups]
+    cells = {m: [_show(m, g[m]) for g in groups] for m in METRICS}
+
+    def need(title: str, column: list[str]) -> int:
+        """Columns taken: the widest cell or the header, plus padding and a border."""
+        return max([len(title)] + [len(c) for c in column]) + 3
+
+    key_room = sum(
+        min(need(n.replace("_", " "), [row[i] for row in keys]), 32) for i, n in enumerate(names)
+    )
+    chunks: list[list[str]] = [[]]
+    used = key_room + 1
+    for metric in METRICS:
+        taken = need(_TITLES.get(metric, metric.replace("_", " ")), cells[metric])
+        if chunks[-1] and used + taken > width:
+            chunks.append([])
+            used = key_room + 1
+        chunks[-1].append(metric)
+        used += taken
+    tables = []
+    for chunk in chunks:
+        table = Table()
+        for name in names:
+            table.add_column(name.replace("_", " "), overflow="fold", max_width=29)
+        for metric in chunk:
+            title = _TITLES.get(metric, metric.replace("_", " "))
+            table.add_column(title, justify="right", no_wrap=True, overflow="ellipsis")
+        for row, key in enumerate(keys):
+            table.add_row(*key, *[cells[m][row] for m in chunk])
+        tables.append(table)
+    return tables
 
 
 def _metric_values(group: dict[str, Any]) -> list[Any]:
@@ -157,13 +209,30 @@ def _metric_values(group: dict[str, Any]) -> list[Any]:
     return [group[m] for m in METRICS]
 
 
-def _show(value: Any) -> str:
-    """Table cells: null as a dash, floats to three decimals."""
+def _show(metric: str, value: Any) -> str:
+    """A table cell as a person reads it: null as a dash, rates as percentages to one decimal,
+    seconds as ``1h 02m``, ``3m 14s`` or ``21.5s``, money to the 4 places the API has (trailing
+    zeros dropped, two kept), counts whole. The JSON and CSV formats carry the API's numbers."""
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}"
+    if metric.endswith("_rate") or metric == "service_level":
+        return f"{value * 100:.1f}%"
+    if metric.endswith("_seconds"):
+        return human_seconds(value)
+    if metric.startswith("cost"):
+        text = f"{value:,.4f}".rstrip("0")
+        return text + "0" * (2 - len(text.partition(".")[2]))
     return str(value)
+
+
+def human_seconds(seconds: float) -> str:
+    """``21.47`` to ``21.5s``, ``194`` to ``3m 14s``, ``714826`` to ``198h 33m``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    return f"{whole // 60}m {whole % 60:02d}s"
 
 
 @click.command(name="export")

@@ -10,10 +10,11 @@ today-and-last-hour figures. Nothing here writes a call.
 from cdrhub.reports import columns, csvsql, export, query, rollup, stats, wallboard, zones
 from cdrhub.reports.columns import Facts
 from cdrhub.reports.query import FILTERS, TZ_PARAM, CallFilter, Param, call_id_path
-from cdrhub.reports.stats import METRICS
+from cdrhub.reports.stats import FIGURE_DIGITS, METRICS
 
 __all__ = [
     "FILTERS",
+    "FIGURE_DIGITS",
     "METRICS",
     "TZ_PARAM",
     "CallFilter",

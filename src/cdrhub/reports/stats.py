@@ -48,6 +48,13 @@ METRICS: tuple[str, ...] = (
     "cost_per_answered_minute",
 )
 
+#: Decimal places of every figure that is not a count (ratios, seconds, money), wherever it
+#: leaves this module: the API, `cdrhub stats` JSON/CSV and the pages read the same rounded
+#: numbers, so they agree digit for digit and carry no float noise (21.470000000000002).
+#: Four places keep a ratio to 0.01 percentage point, a time to 0.1 ms and a cost to the
+#: 4 decimals NXCC's prices have (docs/metrics.md, "Precision").
+FIGURE_DIGITS = 4
+
 TIME_GROUPS = ("hour", "day", "week", "month")
 #: Groupable call attributes: their key name and column (camelCase names are accepted too).
 FIELD_GROUPS = {
@@ -397,7 +404,7 @@ def _metrics(c: dict[str, Any]) -> dict[str, Any]:
     eligible = c["queued"] - c["short_abandoned"]
     talk = c["talk_sum"] / 1000
     cost = c["cost_sum"] / 1_000_000
-    return {
+    figures = {
         "calls": c["calls"],
         "answered": c["answered"],
         "queued": c["queued"],
@@ -416,6 +423,12 @@ def _metrics(c: dict[str, Any]) -> dict[str, Any]:
         "cost_total": cost,
         "cost_per_answered_minute": _ratio(cost, talk / 60),
     }
+    return {name: _rounded(value) for name, value in figures.items()}
+
+
+def _rounded(value: Any) -> Any:
+    """A float at :data:`FIGURE_DIGITS` places (``+ 0.0`` turns ``-0.0`` into ``0.0``)."""
+    return round(value, FIGURE_DIGITS) + 0.0 if isinstance(value, float) else value
 
 
 def _groups(

@@ -6,6 +6,7 @@ no inline script), the static files shipped in the package, and the pages of :mo
 
 from __future__ import annotations
 
+import html
 import secrets
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,9 +33,10 @@ CSP = (
     "media-src 'self' https: http:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
-#: FastAPI's own API browser (/docs, /redoc) is an inline script loading from a CDN: the strict
-#: policy would blank it, so it keeps FastAPI's behaviour (it shows no call data).
-_API_BROWSER = ("/docs", "/docs/oauth2-redirect", "/redoc")
+#: FastAPI's ReDoc page is an inline script loading from a CDN: the strict policy would blank
+#: it, so it keeps FastAPI's behaviour (it shows no call data). /docs is Swagger UI from the
+#: package (static/swagger-ui), under the strict policy like every page.
+_API_BROWSER = ("/redoc",)
 _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -101,7 +103,19 @@ def install(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) ->
         same_site="lax",
         https_only=settings.public_url.startswith("https://") if settings.public_url else False,
     )
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    static = Path(__file__).parent / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        """Browsers ask every site for it; without it each page logs a 404."""
+        return FileResponse(static / "favicon.ico", media_type="image/x-icon")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """Swagger UI from the package's own copy: works without internet and under the CSP."""
+        return HTMLResponse(_SWAGGER_PAGE.format(openapi=html.escape(app.openapi_url or "")))
+
     pages = make_pages(settings)
     app.include_router(dashboard_router(pages, settings, get_store))
     app.include_router(wall_router(pages, settings, get_store))
@@ -128,6 +142,21 @@ def install(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) ->
             return await json_error(request, exc)  # type: ignore[no-any-return]
         return await run_in_threadpool(pages.error, request, PageError(exc.status_code, message))
 
+
+#: /docs: the vendored Swagger UI, started by an external script (no inline script).
+_SWAGGER_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>cdrhub API</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/static/swagger-ui/swagger-ui.css">
+<script src="/static/swagger-ui/swagger-ui-bundle.js" defer></script>
+<script src="/static/swagger-ui/init.js" defer></script>
+</head>
+<body><div id="swagger-ui" data-url="{openapi}"></div></body>
+</html>
+"""
 
 #: The HTTP errors a dashboard path can meet, in words (i18n translates them).
 _PAGE_ERRORS = {

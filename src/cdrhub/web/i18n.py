@@ -94,7 +94,7 @@ _ZH = {
     "No call with this id.": "没有这个通话ID的记录。",
     "The form expired or came from another site; reload the page.": "表单已过期或来自其他网站，请刷新页面。",
     "All times are shown in the call center time zone": "所有时间均按呼叫中心时区显示",
-    "Accounts are created by an administrator with `cdrhub user create`.": "账号由管理员用 `cdrhub user create` 创建。",
+    "Accounts are created by an administrator with {command}.": "账号由管理员用 {command} 创建。",
     "answered": "已接通",
     "per hour": "按小时",
     "per day": "按天",
@@ -181,6 +181,16 @@ _ZH = {
     "recovery on timer expiry": "定时器超时",
     "interworking, unspecified": "互通故障，未说明原因",
     "Clear": "清除",
+    "Back to the calls": "返回通话记录",
+    "not sent": "未发送",
+    "Counted as": "统计为",
+    "answered (NXCC sent answered: true).": "已接通（NXCC 发送了 answered: true）。",
+    "not answered (NXCC sent answered: false).": "未接通（NXCC 发送了 answered: false）。",
+    "not answered: NXCC sent no answered flag, and only answered: true counts a call as answered.": "未接通：NXCC 没有发送 answered 字段，只有 answered: true 才计为接通。",
+    "The call log does have an answer time ({time}) and a call duration of {duration}, so the call may well have been answered; reports count it as not answered and without talk time.": "但通话记录中有接听时间（{time}）和通话时长 {duration}，此通话可能实际已接通；报表将其计为未接通，且不计通话时长。",
+    "The call log has an answer time ({time}) although answered is false; reports follow the flag.": "通话记录中有接听时间（{time}），但 answered 为 false；报表以该字段为准。",
+    "Moment": "时刻",
+    "Since start": "距开始",
     "Newest calls": "最新通话",
     "Not answered": "未接通",
     "Abandoned in queue": "排队中放弃",
@@ -279,7 +289,59 @@ _EN = {
     "field:totalCustomerPrice": "Cost",
 }
 
+#: Hangup reasons as NXCC sends them (FreeSWITCH/Q.850 cause names), in Chinese words. English
+#: pages show the name as sent; a name not listed shows as sent in both languages.
+HANGUP_REASONS_ZH = {
+    "NORMAL_CLEARING": "正常挂机",
+    "ORIGINATOR_CANCEL": "主叫取消",
+    "NO_ANSWER": "无人接听",
+    "NO_USER_RESPONSE": "用户无响应",
+    "USER_BUSY": "用户忙",
+    "CALL_REJECTED": "呼叫被拒绝",
+    "UNALLOCATED_NUMBER": "空号",
+    "NUMBER_CHANGED": "号码已更改",
+    "DESTINATION_OUT_OF_ORDER": "目的地故障",
+    "INVALID_NUMBER_FORMAT": "号码格式无效",
+    "NORMAL_UNSPECIFIED": "正常，未说明原因",
+    "NORMAL_TEMPORARY_FAILURE": "临时故障",
+    "NETWORK_OUT_OF_ORDER": "网络故障",
+    "RECOVERY_ON_TIMER_EXPIRE": "定时器超时",
+    "ALLOTTED_TIMEOUT": "超过允许时长",
+    "MEDIA_TIMEOUT": "媒体超时",
+    "LOSE_RACE": "已被其他坐席接听",
+    "MANAGER_REQUEST": "系统挂断",
+    "SYSTEM_SHUTDOWN": "系统关闭",
+}
+
 CATALOGS = {"en": _EN, "zh-CN": _ZH}
+
+
+def hangup_reason(value: str | None, language: str) -> str:
+    """A hangup reason for the reader: in Chinese words on Chinese pages when it is a known
+    name, else as sent (English pages show NXCC's name, which is what its docs and logs use)."""
+    if not value:
+        return ""
+    if language == "zh-CN":
+        return HANGUP_REASONS_ZH.get(value.strip().upper(), value)
+    return value
+
+
+#: Unit words of a duration: hours, minutes, seconds.
+_UNITS = {"en": ("h ", "m ", "s"), "zh-CN": ("小时", "分", "秒")}
+
+
+def duration(seconds: float | None, language: str = "en") -> str:
+    """``194`` to ``3m 14s`` (English) or ``3分14秒`` (Chinese); ``4000`` to ``1h 06m`` or
+    ``1小时06分``; a dash when there is none."""
+    if seconds is None:
+        return "–"
+    hours, minutes, secs = _UNITS.get(language, _UNITS["en"])
+    whole = round(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}{hours}{whole % 3600 // 60:02d}{minutes.strip()}"
+    if whole >= 60:
+        return f"{whole // 60}{minutes}{whole % 60:02d}{secs}"
+    return f"{whole}{secs}"
 
 
 def choose(cookie: str | None, accept_language: str | None) -> str:

@@ -17,12 +17,13 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -104,6 +105,8 @@ class Pages:
                 "replay_message": lambda message: i18n.replay_message(message, translate),
                 "language": language,
                 "languages": i18n.LANGUAGES,
+                "duration": lambda seconds: i18n.duration(seconds, language),
+                "reason": lambda value: i18n.hangup_reason(value, language),
                 "zone": self.settings.timezone,
                 "csrf": _csrf_token(request),
                 "here": here(request),
@@ -123,7 +126,9 @@ def make_pages(settings: Settings) -> Pages:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.autoescape = True  # every template, whatever its name: call data is hostile
     zone = ZoneInfo(settings.timezone)
-    templates.env.globals.update(duration=duration, percent=percent, money=money)
+    templates.env.globals.update(
+        duration=duration, percent=percent, money=money, cost_as_sent=cost_as_sent
+    )
     templates.env.filters["local"] = lambda ms: local_time(ms, zone)
     templates.env.filters["call_url"] = lambda call_id: call_url(str(call_id))
     return Pages(settings, templates, zone)
@@ -427,7 +432,9 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             user,
             call=item,
             derived=derived,
-            fields=[(f, _value_kind(f), item.get(f.column)) for f in cdr.FIELDS],
+            fields=[(f, _value_kind(f), item.get(f.column)) for f in reading_order(cdr.FIELDS)],
+            counted=counted_as(item),
+            back=back_to_list(request),
             timeline=_timeline(item),
             hangup_cause=HANGUP_CAUSES.get(item.get("hangup_code")),
             recording=_playable(item.get("record_url")),
@@ -834,7 +841,7 @@ def _value_kind(field: cdr.Field) -> str:
         return "time"
     if field.name in ("callDuration", "ringDuration", "queueDuration"):
         return "seconds"
-    if field.name in ("direction", "hangupBy", "answered", "hangupCode"):
+    if field.name in ("direction", "hangupBy", "answered", "hangupCode", "hangupReason"):
         return field.name
     if field.name == "totalCustomerPrice":
         return "money"
@@ -901,13 +908,8 @@ def local_time(ms: int | None, zone: ZoneInfo) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``83`` to ``1m 23s``."""
-    if seconds is None:
-        return "–"
-    whole = round(seconds)
-    if whole >= 3600:
-        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-    return f"{whole // 60}m {whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+    """``83`` to ``1m 23s`` (English; pages use :func:`i18n.duration` in their language)."""
+    return i18n.duration(seconds, "en")
 
 
 def percent(value: float | None) -> str:
@@ -918,3 +920,70 @@ def percent(value: float | None) -> str:
 def money(value: float | None) -> str:
     """A cost with two decimals (NXCC does not say the currency)."""
     return "–" if value is None else f"{value:,.2f}"
+
+
+def cost_as_sent(value: float | None) -> str:
+    """One call's cost with every decimal NXCC sent (``0.245`` stays ``0.245``, never
+    ``0.24``), at least two, no float noise and no exponent."""
+    if value is None:
+        return "–"
+    text = format(Decimal(repr(float(value))), ",f")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
+#: The call page's fields in the order a person reads a call: who called whom, how it
+#: ended, when each step happened, how long it took, what it cost, then links and ids.
+#: Fields not named here (a newer NXCC's) follow in the order of :data:`cdr.FIELDS`.
+READING_ORDER = (
+    "direction", "caller", "callee", "agentName", "agentNickName",
+    "answered", "callStatus", "hangupReason", "hangupCode", "hangupBy",
+    "startTime", "ringTime", "inQueueTime", "outQueueTime", "answerTime", "endTime",
+    "callDuration", "ringDuration", "queueDuration", "totalCustomerPrice",
+    "recordUrl", "leaveMsgUrl", "dtmfKeys", "intent", "taskId", "orderId", "other", "callId",
+)  # fmt: skip
+
+
+def reading_order(fields: Sequence[cdr.Field]) -> list[cdr.Field]:
+    """``fields`` in :data:`READING_ORDER`, the unnamed ones after."""
+    rank = {name: n for n, name in enumerate(READING_ORDER)}
+    return sorted(fields, key=lambda f: rank.get(f.name, len(rank)))
+
+
+def counted_as(item: dict[str, Any]) -> dict[str, Any]:
+    """Why the reports count this call as answered or not, from what the call log says.
+
+    Only ``answered: true`` counts a call as answered (docs/metrics.md); the vendor's own
+    example sends an ``answerTime`` and ``callDuration`` but no ``answered`` flag, so the page
+    says what was sent and what follows, rather than "Not answered" beside "Answered at".
+    """
+    flag = item.get("answered")
+    answer_ms = item.get("answer_time_ms")
+    if flag is True:
+        return {"answered": True, "why": "answered (NXCC sent answered: true).", "note": None}
+    why = (
+        "not answered (NXCC sent answered: false)."
+        if flag is False
+        else "not answered: NXCC sent no answered flag, and only answered: true counts a call "
+        "as answered."
+    )
+    note = None
+    if answer_ms is not None:
+        note = (
+            "The call log has an answer time ({time}) although answered is false; reports "
+            "follow the flag."
+            if flag is False
+            else "The call log does have an answer time ({time}) and a call duration of "
+            "{duration}, so the call may well have been answered; reports count it as not "
+            "answered and without talk time."
+        )
+    return {"answered": False, "why": why, "note": note}
+
+
+def back_to_list(request: Request) -> str:
+    """The calls list this call was opened from, with its filters (the Referer, when it is
+    this site's ``/calls``), else the unfiltered list."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc == request.url.netloc and referer.path == "/calls":
+        return safe_next("/calls" + (f"?{referer.query}" if referer.query else ""))
+    return "/calls"
