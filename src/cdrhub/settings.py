@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         description="Service level threshold: a queued call answered within this many seconds "
         "counts towards `service_level` (the 20 of an 80/20 target). Per request: `sl_seconds`.",
     )
+    service_level_target: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="The service level the call center aims for, from 0 to 1 (the 80 of an "
+        "80/20 target): the dashboard draws it as a line on the service level chart.",
+    )
     short_abandon_seconds: float = Field(
         5,
         ge=0,

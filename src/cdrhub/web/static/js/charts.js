@@ -192,7 +192,13 @@
         ctx.font = (11 * dpr) + "px system-ui, sans-serif";
         ctx.textAlign = "right";
         ctx.textBaseline = "bottom";
-        ctx.fillText((text.target || "Target") + " " + number(spec.target, spec.format, lang), box.left + box.width - 4 * dpr, y - 3 * dpr);
+        var label = (text.target || "Target") + " " + number(spec.target, spec.format, lang);
+        var lw = ctx.measureText(label).width;
+        var lx = box.left + box.width - 4 * dpr;
+        ctx.fillStyle = "rgba(255,255,255,.85)";  // readable over the bars behind it
+        ctx.fillRect(lx - lw - 3 * dpr, y - 16 * dpr, lw + 6 * dpr, 13 * dpr);
+        ctx.fillStyle = "#1d2733";
+        ctx.fillText(label, lx, y - 3 * dpr);
         el.dataset.targetY = String(u.valToPos(spec.target, "y"));  // CSS px from the plot's top
       }
       ctx.restore();
