@@ -133,14 +133,14 @@ def service_level(groups: list[dict[str, Any]], unit: str, keys: list[str]) -> l
 
 #: An id (AICC task ids are 19 digits) differs from its neighbours at the end: shortened in
 #: the middle, never cut at the end, where an ellipsis would make every row read the same.
-_ID = re.compile(r"[0-9A-Za-z_-]{17,}")
+_ID = re.compile(r"(?=.*[0-9])[0-9A-Za-z_-]{17,}")
 
 
 def short(label: str) -> str:
     """The text a narrow column shows for ``label`` (the full text goes in its title): long
     ids keep their head and tail; other text is left to CSS's end ellipsis."""
     if _ID.fullmatch(label):
-        return f"{label[:6]}…{label[-8:]}"
+        return f"{label[:4]}…{label[-7:]}"
     return label
 
 
