@@ -115,7 +115,8 @@ class Settings(BaseSettings):
         0.8,
         ge=0,
         le=1,
-        description="Service level target, a fraction (the 80 of an 80/20 target, `0.8`): the "
+        description="The service level the call center aims for, from 0 to 1 (the 80 of an "
+        "80/20 target): the dashboard draws it as a line on the service level chart, and the "
         "wallboard shows `service_level` against it, red below it.",
     )
     short_abandon_seconds: float = Field(

@@ -1,7 +1,10 @@
-"""Charts as plain data for server-rendered SVG: no chart library, nothing to load from a CDN.
+"""Charts as plain data: the specs ``static/js/charts.js`` draws with uPlot, and the rows of
+the tables that show the same figures as text (screen readers, a browser without JavaScript).
 
-Each function turns statistics groups into bars with heights in percent of the tallest, which
-the templates draw as ``<rect>`` elements (labels go through autoescaping like any text).
+The time charts' specs (:func:`volume_spec`, :func:`service_spec`) are embedded in the page as
+JSON data islands (``<script type="application/json">``, escaped by Jinja's ``tojson``) and
+read back with ``JSON.parse``: call data never becomes markup on the way to a chart.
+:func:`bars` feeds the horizontal bars (hangup reasons, AICC tasks and intents).
 
 The time charts are time axes: :func:`buckets` lists every hour, day or month of the period
 in the call center's zone, and a bucket without calls is drawn empty, never left out (the
@@ -11,6 +14,7 @@ stand side by side).
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -127,8 +131,99 @@ def service_level(groups: list[dict[str, Any]], unit: str, keys: list[str]) -> l
     return _thin(out)
 
 
+#: An id (AICC task ids are 19 digits) differs from its neighbours at the end: shortened in
+#: the middle, never cut at the end, where an ellipsis would make every row read the same.
+_ID = re.compile(r"(?=.*[0-9])[0-9A-Za-z_-]{17,}")
+
+
+def short(label: str) -> str:
+    """The text a narrow column shows for ``label`` (the full text goes in its title): long
+    ids keep their head and tail; other text is left to CSS's end ellipsis."""
+    if _ID.fullmatch(label):
+        return f"{label[:4]}…{label[-7:]}"
+    return label
+
+
 def bars(items: list[tuple[Any, int]]) -> list[dict[str, Any]]:
     """Horizontal bars, biggest first (widths in percent of the biggest)."""
     ordered = sorted(items, key=lambda item: -item[1])[:12]
     top = max((n for _, n in ordered), default=0) or 1
-    return [{"label": label or "–", "count": n, "width": 100 * n / top} for label, n in ordered]
+    return [
+        {
+            "label": label or "–",
+            "short": short(str(label or "–")),
+            "count": n,
+            "width": 100 * n / top,
+        }
+        for label, n in ordered
+    ]
+
+
+#: Series colours, the same as app.css's --ok, --warn, --bad and --accent.
+COLOURS = {"answered": "#2e8b57", "unanswered": "#d98c1f", "abandoned": "#c0392b",
+           "service": "#2f6db3"}  # fmt: skip
+
+
+def starts(keys: list[str], unit: str, zone: ZoneInfo) -> list[int]:
+    """Each bucket's start as Unix seconds: hour keys carry their offset, day and month keys
+    are local midnights in ``zone`` (so a DST day is 23 or 25 hours wide on the axis)."""
+    out = []
+    for key in keys:
+        if unit == "hour":
+            at = datetime.fromisoformat(key)
+        else:
+            day = date.fromisoformat(key if unit == "day" else f"{key}-01")
+            at = datetime.combine(day, datetime.min.time(), zone)
+        out.append(int(at.timestamp()))
+    return out
+
+
+def volume_spec(
+    rows: list[dict[str, Any]], unit: str, zone: ZoneInfo, text: dict[str, str]
+) -> dict[str, Any]:
+    """The stacked volume chart for charts.js from :func:`volume`'s rows: answered on top of
+    unanswered on top of abandoned, counted exactly as ``/api/stats`` counts them."""
+    keys = [r["key"] for r in rows]
+    series = [("answered", "answered_calls"), ("unanswered", "unanswered_calls"),
+              ("abandoned", "abandoned_calls")]  # fmt: skip
+    return {
+        "kind": "bars",
+        "zone": str(zone),
+        "unit": unit,
+        "x": starts(keys, unit, zone),
+        "keys": keys,
+        "stacked": True,
+        "format": "count",
+        "target": None,
+        "series": [
+            {"label": text[name], "color": COLOURS[name], "values": [r[field] for r in rows]}
+            for name, field in series
+        ],
+        "text": text,
+    }
+
+
+def service_spec(
+    rows: list[dict[str, Any]], unit: str, zone: ZoneInfo, target: float, text: dict[str, str]
+) -> dict[str, Any]:
+    """The service level per bucket (0..1, a gap where no call queued) with the configured
+    target as a line."""
+    keys = [r["key"] for r in rows]
+    return {
+        "kind": "bars",
+        "zone": str(zone),
+        "unit": unit,
+        "x": starts(keys, unit, zone),
+        "keys": keys,
+        "stacked": False,
+        "format": "percent",
+        "target": target,
+        "series": [
+            {
+                "label": text["service"],
+                "color": COLOURS["service"],
+                "values": [r["level"] for r in rows],
+            }
+        ],
+        "text": text,
+    }

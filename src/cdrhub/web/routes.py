@@ -129,6 +129,12 @@ def make_pages(settings: Settings) -> Pages:
     templates.env.globals.update(
         duration=duration, percent=percent, money=money, cost_as_sent=cost_as_sent
     )
+    templates.env.globals.update(
+        volume_spec=lambda rows, unit, text: charts.volume_spec(rows, unit, zone, text),
+        service_spec=lambda rows, unit, text: charts.service_spec(
+            rows, unit, zone, settings.service_level_target, text
+        ),
+    )
     templates.env.filters["local"] = lambda ms: local_time(ms, zone)
     templates.env.filters["call_url"] = lambda call_id: call_url(str(call_id))
     return Pages(settings, templates, zone)

@@ -1,4 +1,5 @@
-// cdrhub dashboard: the only script (the Content-Security-Policy allows no other).
+// cdrhub dashboard: the page script (the Content-Security-Policy allows only this, js/charts.js
+// and the vendored uPlot, all served from /static).
 // It sizes bars, marks the overview's period custom when dates are typed, and polls for new
 // calls so pages update without reloading. Every fragment it inserts was rendered (and
 // escaped) by the server; nothing here builds HTML from data.
@@ -47,6 +48,7 @@ function pollOverview() {
       var doc = new DOMParser().parseFromString(got.html, "text/html");
       box.replaceChildren.apply(box, Array.from(doc.body.childNodes));
       sizeBars(box);
+      if (window.cdrhubCharts) window.cdrhubCharts(box);
     });
   });
 }
