@@ -11,7 +11,6 @@ import click
 from cdrhub.settings import Settings, mask_url
 
 if TYPE_CHECKING:
-
     pass
 
 from cdrhub.cli._common import settings_options, store_for

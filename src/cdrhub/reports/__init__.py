@@ -5,7 +5,8 @@ statistics of docs/metrics.md from hourly snapshots that ``rollup`` keeps (``col
 column layout, ``zones`` the time-zone arithmetic both use); ``export`` streams CSV, JSON Lines
 and Parquet, with ``csvsql`` formatting CSV inside the database; ``intervals``, ``agents`` and
 ``staffing`` are the planning reports (the 15/30/60-minute interval report, the agent report,
-Erlang C staffing), built on ``stats``. Nothing here writes a call.
+Erlang C staffing), built on ``stats``, run through ``planning`` and written by ``sheets``
+(CSV, XLSX). Nothing here writes a call.
 """
 
 from cdrhub.reports import (
@@ -14,8 +15,10 @@ from cdrhub.reports import (
     csvsql,
     export,
     intervals,
+    planning,
     query,
     rollup,
+    sheets,
     staffing,
     stats,
     zones,
@@ -37,8 +40,10 @@ __all__ = [
     "csvsql",
     "export",
     "intervals",
+    "planning",
     "query",
     "rollup",
+    "sheets",
     "staffing",
     "stats",
     "zones",

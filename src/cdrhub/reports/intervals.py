@@ -188,13 +188,18 @@ def from_facts(
             {
                 "start": start,
                 "end": end,
-                "minutes": (interval.end_ms - interval.start_ms) / 60_000,
+                "minutes": _minutes(interval.end_ms - interval.start_ms),
                 **_row(metrics, waits[i] if i in by_index else None),
             }
         )
     (overall,) = stats.aggregate(facts, (), with_percentiles=False, **options)
     total_wait = longest(np.zeros(len(facts), np.int64), facts.arrays["wait_ms"], 1)[0]
     return {"intervals": rows, "total": _row(overall, total_wait)}
+
+
+def _minutes(ms: int) -> int | float:
+    """An interval's length in minutes: whole unless a zone change or the range cut it."""
+    return ms // 60_000 if ms % 60_000 == 0 else ms / 60_000
 
 
 def _zero(options: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ _MAX_EXTRA = 100_000
 
 
 def parse_target(value: str | None) -> float:
-    """``sl_target`` as a fraction in (0, 1); ``80`` is accepted as a percentage."""
+    """``sl_target`` as a fraction in (0, 1). Not a percentage: ``1.5`` would be ambiguous."""
     if value in (None, ""):
         return DEFAULT_TARGET
     assert value is not None
@@ -37,12 +37,10 @@ def parse_target(value: str | None) -> float:
         number = float(value)
     except ValueError:
         number = math.nan
-    if 1 < number < 100:
-        number /= 100
     if not (math.isfinite(number) and 0 < number < 1):
         raise InvalidParameter(
             "invalid value for sl_target",
-            [FieldProblem("sl_target", value, "a fraction between 0 and 1 such as 0.8 (or 80)")],
+            [FieldProblem("sl_target", value, "a fraction between 0 and 1 (exclusive) such as 0.8")],
         )
     return number
 
@@ -161,10 +159,10 @@ COLUMNS = (
     "minutes",
     "offered",
     "aht_seconds",
-    "service_level",
-    "traffic_erlangs",
     "agents_needed",
     "expected_service_level",
     "expected_asa_seconds",
     "occupancy",
+    "traffic_erlangs",
+    "service_level",
 )
