@@ -125,15 +125,15 @@ def _row(metrics: dict[str, Any], longest_wait: float | None) -> dict[str, Any]:
     return {
         "offered": metrics["calls"],
         "answered": metrics["answered"],
-        "queued": metrics["queued"],
         "abandoned": metrics["abandoned"],
         "short_abandoned": metrics["short_abandoned"],
-        "abandon_rate": metrics["abandon_rate"],
         "service_level": metrics["service_level"],
         "asa_seconds": metrics["asa_seconds"],
         "aht_seconds": metrics["avg_talk_seconds"],
-        "talk_seconds": metrics["talk_seconds"],
         "longest_wait_seconds": longest_wait,
+        "abandon_rate": metrics["abandon_rate"],
+        "queued": metrics["queued"],
+        "talk_seconds": metrics["talk_seconds"],
     }
 
 

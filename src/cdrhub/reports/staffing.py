@@ -40,7 +40,7 @@ def parse_target(value: str | None) -> float:
     if not (math.isfinite(number) and 0 < number < 1):
         raise InvalidParameter(
             "invalid value for sl_target",
-            [FieldProblem("sl_target", value, "a fraction between 0 and 1 (exclusive) such as 0.8")],
+            [FieldProblem("sl_target", value, "a fraction above 0, below 1, such as 0.8")],
         )
     return number
 
