@@ -18,6 +18,7 @@ from cdrhub.settings import Settings, load_settings, mask_url
 from cdrhub.store import Store, open_store
 
 if TYPE_CHECKING:
+
     pass
 
 

@@ -12,6 +12,7 @@ from cdrhub.ingest import new_token, read_token_file, write_token_file
 from cdrhub.settings import Settings
 
 if TYPE_CHECKING:
+
     pass
 
 from cdrhub.cli._common import check_database, console, settings_options, store_for
@@ -239,3 +240,4 @@ def user_delete(settings: Settings, name: str) -> None:
     finally:
         store.close()
     click.echo(f"user {name} deleted")
+

@@ -11,6 +11,7 @@ import click
 from cdrhub.settings import Settings, mask_url
 
 if TYPE_CHECKING:
+
     pass
 
 from cdrhub.cli._common import settings_options, store_for

@@ -129,6 +129,7 @@ def _nxcc_client(settings: Settings) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+
 def _local(settings: Settings, epoch_s: float) -> str:
     """An instant as the call center reads it: ``2026-11-24 15:00``."""
     from datetime import UTC, datetime

@@ -13,6 +13,7 @@ from cdrhub.ops import printable
 from cdrhub.settings import Settings
 
 if TYPE_CHECKING:
+
     pass
 
 from cdrhub.cli._common import console, settings_options, store_for

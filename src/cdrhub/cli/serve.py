@@ -16,6 +16,7 @@ from cdrhub.ops import configure_logging
 from cdrhub.settings import Settings, mask_secret, mask_url
 
 if TYPE_CHECKING:
+
     pass
 
 from cdrhub.cli._common import check_database, console, settings_options
@@ -44,6 +45,7 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     check_database(settings)
     _print_banner(settings, tokens, generated)
     run(settings)
+
 
 
 _ANY = ("0.0.0.0", "::")  # noqa: S104 - recognising "all interfaces" to print a useful URL

@@ -175,7 +175,9 @@ def apply(
                 "updated_at": received,
                 "updated_at_ms": received_ms,
             }
-            plan.events.append((event_id(received_ms), f"call.{outcome}", cid, digest, received_ms))
+            plan.events.append(
+                (event_id(received_ms), f"call.{outcome}", cid, digest, received_ms)
+            )
             plan.new_raw[key] = {
                 "call_id": cid,
                 "content_hash": digest,
@@ -274,6 +276,7 @@ def _insert_quarantine(conn: Connection, item: Any) -> int:
         "call_id": item.call_id,
     }
     return int(conn.execute(insert(quarantine).returning(quarantine.c.id), values).scalar_one())
+
 
 
 def storable_json(value: Any) -> str:

@@ -63,7 +63,6 @@ class Rejected:
 
 Item = Push | Rejected
 
-
 def storable_text(text: str | None) -> str | None:
     """``text`` as every database stores it: NUL and lone surrogates become ``\\x00``, ``\\ud800``.
 
