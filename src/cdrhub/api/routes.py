@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -23,7 +23,17 @@ from cdrhub.api.destinations import destinations_router
 from cdrhub.api.wall import wall_links_router
 from cdrhub.auth import ApiKey, Right, authenticate
 from cdrhub.errors import FieldProblem, Forbidden, InvalidParameter, MissingApiKey, NotFound
-from cdrhub.reports import FILTERS, TZ_PARAM, Param, call_id_path, export, query, stats
+from cdrhub.reports import (
+    FILTERS,
+    TZ_PARAM,
+    Param,
+    call_id_path,
+    export,
+    planning,
+    query,
+    sheets,
+    stats,
+)
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 
@@ -144,6 +154,57 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
         )
         return {"groups": groups}
 
+    def planning_report(kind: str, params: Mapping[str, str]) -> Any:
+        where, tz = context(params, _REPORTS)
+        options = planning.parse_options(
+            params,
+            tz=tz,
+            sl_seconds=_seconds(params, "sl_seconds", settings.service_level_seconds),
+            short_abandon_seconds=_seconds(
+                params, "short_abandon_seconds", settings.short_abandon_seconds
+            ),
+        )
+        fmt = params.get("format") or "json"
+        if fmt not in ("json", "csv", "xlsx"):
+            raise InvalidParameter(
+                "invalid value for format", [FieldProblem("format", fmt, "json, csv or xlsx")]
+            )
+        result = planning.run(kind, get_store(), where, options)
+        if fmt == "json":
+            return result
+        header, rows = planning.table(kind, result)
+        if fmt == "csv":
+            body = sheets.to_csv(header, rows)
+        else:
+            body = sheets.to_xlsx([(kind.capitalize(), header, rows)])
+        stamp = datetime.now(tz).strftime("%Y%m%d-%H%M%S")
+        return Response(
+            body,
+            media_type=sheets.MEDIA_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{kind}-{stamp}.{fmt}"'},
+        )
+
+    @router.get("/reports/intervals", tags=["reports"], dependencies=[reader])
+    def get_intervals(params: Mapping[str, str] = _documented(_REPORTS)) -> Any:
+        """Every 15, 30 or 60 minutes of the range (default: today) in `tz`: offered,
+        answered, abandoned and short abandons, service level, ASA, AHT (mean talk time),
+        longest wait. A day clocks change has 23 or 25 hours of intervals."""
+        return planning_report("intervals", params)
+
+    @router.get("/reports/agents", tags=["reports"], dependencies=[reader])
+    def get_agents(params: Mapping[str, str] = _documented(_REPORTS)) -> Any:
+        """Per agent: handled, answered, missed (put through, not answered; outbound left
+        out), total and average talk time, share of all answered calls, first and last call,
+        per direction. `sort` by any column."""
+        return planning_report("agents", params)
+
+    @router.get("/reports/staffing", tags=["reports"], dependencies=[reader])
+    def get_staffing(params: Mapping[str, str] = _documented(_REPORTS)) -> Any:
+        """Erlang C per interval: `agents_needed` to answer `sl_target` of calls within
+        `sl_seconds`, from the interval's offered calls and AHT, and the service level, ASA
+        and occupancy that number gives (docs/metrics.md)."""
+        return planning_report("staffing", params)
+
     @router.get(
         "/export",
         tags=["export"],
@@ -210,6 +271,21 @@ _STATS = (
         "short_abandon_seconds",
         "Short-abandon threshold in seconds (default CDRHUB_SHORT_ABANDON_SECONDS).",
     ),
+)
+_REPORTS = (
+    *FILTERS,
+    TZ_PARAM,
+    Param("interval", "Interval length in minutes: 15, 30 (default) or 60."),
+    Param("sl_target", "Service-level target for staffing: a fraction such as 0.8 (default)."),
+    Param(
+        "sl_seconds", "Service level threshold in seconds (default CDRHUB_SERVICE_LEVEL_SECONDS)."
+    ),
+    Param(
+        "short_abandon_seconds",
+        "Short-abandon threshold in seconds (default CDRHUB_SHORT_ABANDON_SECONDS).",
+    ),
+    Param("sort", "Agents: the column to sort by, `-` first for descending (default -handled)."),
+    Param("format", "`json` (default), `csv` (UTF-8 with BOM) or `xlsx`."),
 )
 _EXPORT = (
     *FILTERS,

@@ -12,6 +12,7 @@ from cdrhub import __version__
 from cdrhub.cli.access import apikey, token, user_group
 from cdrhub.cli.db import backup, db, prune
 from cdrhub.cli.forward import forward_group
+from cdrhub.cli.planning import report_group
 from cdrhub.cli.pull import backfill, import_files, reconcile, simulate
 from cdrhub.cli.quarantine import quarantine_group
 from cdrhub.cli.reports import export_command, stats
@@ -54,6 +55,7 @@ for _command in (
     apikey,
     user_group,
     stats,
+    report_group,
     export_command,
     simulate,
     backfill,

@@ -303,15 +303,18 @@ def aggregate(
     sl_seconds: float,
     short_abandon_seconds: float,
     with_percentiles: bool = True,
+    groups: tuple[np.ndarray, list[tuple[Any, ...]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every metric of docs/metrics.md for each group of ``facts``, vectorised.
 
     ``with_percentiles=False`` leaves the p90 metrics out (their keys too, so nothing can
     show a missing one as a value): they are a third of a report's time, and the dashboard's
-    overview shows none.
+    overview shows none. ``groups`` (each call's group number and each number's key, one key
+    part per name) replaces the built-in groupings, for buckets they do not know (the 15- and
+    30-minute intervals of ``intervals.py``), so those reports share these definitions.
     """
     a = facts.arrays
-    group, labels = _groups(facts, names, tz)
+    group, labels = _groups(facts, names, tz) if groups is None else groups
     if names:
         group, found = _compact(group, len(labels))
         keys = [labels[i] for i in found]

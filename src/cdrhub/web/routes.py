@@ -41,6 +41,7 @@ from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import calls as calls_table
 from cdrhub.web import charts, i18n
+from cdrhub.web.reports import report_routes
 from cdrhub.web.throttle import Busy, Throttle
 
 HERE = Path(__file__).parent
@@ -163,6 +164,8 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         if user.role != "admin":
             raise PageError(403, "This page is for admins.")
         return user
+
+    router.include_router(report_routes(page, settings, get_store, current_user, PageError))
 
     # -- sign-in -------------------------------------------------------------------------------
 
