@@ -23,6 +23,7 @@ from cdrhub.alerts.conditions import (
     parse_duration,
 )
 from cdrhub.alerts.notify import check_target, mask
+from cdrhub.errors import Conflict, FieldProblem
 from cdrhub.ops import parse_hours
 from cdrhub.store import Store
 from cdrhub.store.schema import alert_history, alert_rules
@@ -154,7 +155,10 @@ def add(
     with store.writing() as conn:
         exists = conn.execute(select(alert_rules.c.id).where(alert_rules.c.name == name)).first()
         if exists:
-            raise _problem("name", name, "a name no other rule has (`cdrhub alert list`)")
+            raise Conflict(
+                f"an alert rule named {name!r} exists (`cdrhub alert list`)",
+                [FieldProblem("name", name, "a name no other rule has")],
+            )
         conn.execute(
             insert(alert_rules).values(
                 name=name,

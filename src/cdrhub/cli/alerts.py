@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from cdrhub.alerts import ConditionError, Evaluator, format_duration, format_value, rules
+from cdrhub.alerts import Evaluator, format_duration, format_value, rules
 from cdrhub.cli._common import check_database, console, settings_options, store_for
+from cdrhub.errors import CdrhubError
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 
@@ -29,9 +30,9 @@ def _require(store: Store, name: str) -> rules.Rule:
         raise click.ClickException(str(exc)) from None
 
 
-def _fail(exc: ConditionError) -> click.ClickException:
+def _fail(exc: CdrhubError) -> click.ClickException:
     hints = "; ".join(f"{f.field}: expected {f.expected}" for f in exc.fields)
-    return click.ClickException(hints or exc.detail)
+    return click.ClickException(f"{exc.detail} ({hints})" if hints else exc.detail)
 
 
 @click.group(name="alert")
@@ -124,7 +125,7 @@ def alert_add(
             language=language,
             targets=list(targets),
         )
-    except ConditionError as exc:
+    except CdrhubError as exc:
         raise _fail(exc) from None
     finally:
         store.close()
