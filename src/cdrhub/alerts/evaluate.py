@@ -321,6 +321,7 @@ def record(
                 {
                     "rule_id": rule.id,
                     "rule_name": rule.name,
+                    "condition": rule.condition.text(),
                     "kind": kind,
                     "at_ms": at_ms,
                     "value": value,

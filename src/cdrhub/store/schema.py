@@ -362,6 +362,7 @@ alert_history = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("rule_id", BigInteger, nullable=False),
     Column("rule_name", Text, nullable=False),
+    Column("condition", Text, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
     Column("value", Double),

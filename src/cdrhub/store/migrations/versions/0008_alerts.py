@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("id", _ID, autoincrement=True, nullable=False),
         sa.Column("rule_id", sa.BigInteger, nullable=False),
         sa.Column("rule_name", sa.Text, nullable=False),
+        sa.Column("condition", sa.Text, nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("at_ms", sa.BigInteger, nullable=False),
         sa.Column("value", sa.Double),
