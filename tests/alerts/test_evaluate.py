@@ -59,7 +59,8 @@ def test_service_level_fires_once_and_resolves_once(
         )
         _queued_calls(push, "fast", 5, speed=5)
         _queued_calls(push, "slow", 5, speed=90)  # 5 of 10 within 20 s: 50 %
-        evaluator = Evaluator(store, settings, retry_delays=FAST)
+        linked = settings.model_copy(update={"public_url": "https://cdr.example.com"})
+        evaluator = Evaluator(store, linked, retry_delays=FAST)
         now = time.time()
         fired = evaluator.evaluate_once(now)
         assert [(t.rule, t.kind) for t in fired] == [("low-sl", "firing")]
@@ -71,9 +72,9 @@ def test_service_level_fires_once_and_resolves_once(
         message = first[0].json()
         assert message["type"] == "failure"
         assert message["title"] == "[cdrhub] FIRING: low-sl"
-        assert (
-            "service level 50% (threshold < 80%) over the last 30m, 10 queued calls"
-            in (message["message"])
+        assert message["message"] == (
+            "service level 50% (threshold < 80%) over the last 30m, 10 queued calls\n"
+            "https://cdr.example.com/"
         )
 
         _queued_calls(push, "more", 30, speed=3)  # 35 of 40 within: 87.5 %

@@ -1,7 +1,7 @@
 """The words of a notification, in the rule's language: short, and enough to act on.
 
 What fired, the figure and its threshold, the window, and a link to the dashboard page that
-shows it (``CDRHUB_PUBLIC_URL``; without it the path alone).
+shows it (``CDRHUB_PUBLIC_URL``; without it no link).
 """
 
 from __future__ import annotations
@@ -98,5 +98,6 @@ def render(
             line = f"Resolved after {format_duration(duration)}: " + line
     if scope:
         line += f" [{', '.join(scope)}]"
-    link = (base_url or "").rstrip("/") + _PAGE[cond.kind]
-    return title, f"{line}\n{link}"
+    if not base_url:  # a bare path opens nothing from a chat: CDRHUB_PUBLIC_URL makes the link
+        return title, line
+    return title, f"{line}\n{base_url.rstrip('/')}{_PAGE[cond.kind]}"

@@ -31,8 +31,7 @@ def _require(store: Store, name: str) -> rules.Rule:
 
 
 def _fail(exc: CdrhubError) -> click.ClickException:
-    hints = "; ".join(f"{f.field}: expected {f.expected}" for f in exc.fields)
-    return click.ClickException(f"{exc.detail} ({hints})" if hints else exc.detail)
+    return click.ClickException(exc.detail)  # it names the value and what would do
 
 
 @click.group(name="alert")
