@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"ops"},
     {"ingest", "pull", "reports", "auth"},
     {"forward"},
+    {"alerts"},
     {"web", "api"},
     {"app"},
     {"server"},

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from cdrhub import __version__, cdr
+from cdrhub.alerts import Evaluator, Refusals, Sources
+from cdrhub.alerts import rules as alert_rules
 from cdrhub.api import api_router
 from cdrhub.errors import CdrhubError, FieldProblem, SchemaOutdated, Unauthorized
 from cdrhub.forward import Deliverer, destinations, forwarding_status, history
@@ -124,9 +126,12 @@ def create_app(settings: Settings) -> FastAPI:
     if reconciling.enabled:
         metrics.watch_reconcile(reconciling.snapshot)
 
+    refusals = Refusals()
+
     def observe(result: str, seconds: float) -> None:
         metrics.count(result, seconds)
         activity.record(result)
+        refusals.record(result)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,6 +151,17 @@ def create_app(settings: Settings) -> FastAPI:
         ]
         if reconciling.enabled:
             background.append(asyncio.create_task(_reconcile(store, settings, reconciling)))
+        metrics.watch_alerts(lambda: [r.public() for r in alert_rules.all_rules(store)])
+        if settings.alert_evaluate_seconds > 0:
+            sources = Sources(
+                activity=activity,
+                refusals=refusals,
+                spool_status=spool.status if spool is not None else None,
+                reconcile_status=reconciling.snapshot if reconciling.enabled else None,
+            )
+            background.append(
+                asyncio.create_task(_evaluate_alerts(Evaluator(store, settings, sources)))
+            )
         stop_forwarding = asyncio.Event()
         delivering = None
         if settings.forward:
@@ -409,6 +425,30 @@ async def _reconcile(store: Store, settings: Settings, status: ReconcileStatus) 
             await asyncio.sleep(settings.reconcile_every_minutes * 60)
     finally:
         leadership.release()  # at once (a file or a connection closed): the next can lead
+
+
+async def _evaluate_alerts(evaluator: Evaluator) -> None:
+    """Evaluate the alert rules every CDRHUB_ALERT_EVALUATE_SECONDS, in the one process that
+    holds the ``alerts`` lock of this database (as the reconcile): several receivers on one
+    PostgreSQL, or ``--workers N``, tell people once. The others try for the lock each tick."""
+    from cdrhub.pull import Leadership
+
+    leadership = Leadership(evaluator.store, "alerts")
+    try:
+        while True:
+            try:
+                leading = await run_in_threadpool(leadership.hold)
+            except OSError as exc:  # the lock file cannot be made: evaluate rather than never
+                log.warning("cannot take the alerts lock (%s); evaluating here", exc)
+                leading = True
+            if leading:
+                try:
+                    await run_in_threadpool(evaluator.evaluate_once)
+                except Exception as exc:  # the database may be away: the next tick tries again
+                    log.warning("alert evaluation failed, will retry: %s", exc)
+            await asyncio.sleep(evaluator.settings.alert_evaluate_seconds)
+    finally:
+        leadership.release()
 
 
 def prepare_store(settings: Settings) -> Store:

@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None,
         description="The base URL NXCC reaches this server at (for example "
-        "`https://cdr.example.com`); only used to print the callback URL at startup.",
+        "`https://cdr.example.com`): printed as the callback URL at startup, and the base of "
+        "the dashboard links in alert notifications.",
     )
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest push body accepted; larger ones get 413."
@@ -183,6 +184,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Mark the service degraded (in /readyz and the metrics) and log a warning "
         "when no push was accepted for this many minutes within business hours; 0 turns it off.",
+    )
+    alert_evaluate_seconds: float = Field(
+        60,
+        ge=0,
+        description="How often `serve` evaluates the alert rules (`cdrhub alert`); 0 turns "
+        "the evaluation off.",
+    )
+    alert_repeat_minutes: float = Field(
+        60,
+        ge=0,
+        description="A rule that keeps firing is announced again at most this often; 0: only "
+        "when it starts firing and when it resolves.",
     )
     business_hours: str = Field(
         "00:00-24:00",

@@ -19,6 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from cdrhub.api.alerts import alerts_router
 from cdrhub.api.destinations import destinations_router
 from cdrhub.api.wall import wall_links_router
 from cdrhub.auth import ApiKey, Right, authenticate
@@ -76,6 +77,7 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
     writer = Depends(require("write"))
     router.include_router(destinations_router(settings, get_store, writer))
     router.include_router(wall_links_router(settings, get_store, writer))
+    router.include_router(alerts_router(settings, get_store, writer))
 
     def context(
         raw: Mapping[str, str], allowed: tuple[Param, ...]

@@ -10,6 +10,7 @@ import click
 
 from cdrhub import __version__
 from cdrhub.cli.access import apikey, token, user_group
+from cdrhub.cli.alerts import alert_group
 from cdrhub.cli.db import backup, db, prune
 from cdrhub.cli.forward import forward_group
 from cdrhub.cli.planning import report_group
@@ -44,6 +45,7 @@ def main() -> None:
 
 for _command in (
     forward_group,
+    alert_group,
     serve,
     send,
     config,

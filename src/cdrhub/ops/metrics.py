@@ -107,6 +107,11 @@ class Metrics:
         """Report each destination's state, lag, waiting and dead events at each scrape."""
         self.registry.register(_ForwardingCollector(status))
 
+    def watch_alerts(self, status: Callable[[], list[dict[str, Any]]]) -> None:
+        """Report each alert rule's state and last figure at each scrape (from the database,
+        so every process shows the state the evaluating one stored)."""
+        self.registry.register(_AlertsCollector(status))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -238,3 +243,35 @@ class _ForwardingCollector(Collector):
             dead.add_metric(name, row["dead"])
             paused.add_metric(name, 0 if row["state"] == "active" else 1)
         yield from (lag, waiting, dead, paused)
+
+
+class _AlertsCollector(Collector):
+    """Per alert rule: 1 while firing, 1 while paused, and the figure last evaluated."""
+
+    def __init__(self, status: Callable[[], list[dict[str, Any]]]) -> None:
+        self._status = status
+
+    def collect(self) -> Any:
+        firing = GaugeMetricFamily(
+            "cdrhub_alert_firing", "1 while an alert rule is firing.", labels=["rule"]
+        )
+        paused = GaugeMetricFamily(
+            "cdrhub_alert_paused", "1 while an alert rule is paused.", labels=["rule"]
+        )
+        value = GaugeMetricFamily(
+            "cdrhub_alert_value",
+            "The figure an alert rule last compared with its threshold (ratios 0-1, seconds, "
+            "counts; absent when there was nothing to judge).",
+            labels=["rule"],
+        )
+        try:
+            rows = self._status()
+        except Exception:  # the database may be away: a scrape still answers
+            rows = []
+        for row in rows:
+            name = [row["name"]]
+            firing.add_metric(name, 1 if row["status"] == "firing" else 0)
+            paused.add_metric(name, 1 if row["state"] == "paused" else 0)
+            if row["last_value"] is not None:
+                value.add_metric(name, row["last_value"])
+        yield from (firing, paused, value)

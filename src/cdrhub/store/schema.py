@@ -344,3 +344,48 @@ forward_attempts = Table(
     Column("response", Text),
     Index(None, "destination_id", "at_ms"),
 )
+
+# Alert rules (issue 16): what to watch, whom to tell, and each rule's state, which lives with
+# the rule so that a restart or another receiver on the same database carries on from it.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("condition", Text, nullable=False),
+    Column("window_seconds", Double, nullable=False),
+    Column("min_calls", Integer, nullable=False),
+    Column("direction", String(16)),
+    Column("task_id", Text),
+    Column("hours", Text),
+    Column("language", String(8), nullable=False),
+    Column("targets", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("firing_since_ms", BigInteger),
+    Column("last_value", Double),
+    Column("last_checked_ms", BigInteger),
+    Column("last_notified_ms", BigInteger),
+    UniqueConstraint("name"),
+)
+
+# Every notification sent (or tried): fired, repeated, resolved or a test, per target.
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule_id", BigInteger, nullable=False),
+    Column("rule_name", Text, nullable=False),
+    Column("condition", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("value", Double),
+    Column("threshold", Double),
+    Column("duration_seconds", Double),
+    Column("target", Text, nullable=False),
+    Column("delivered", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("answer", Text),
+    Index(None, "at_ms"),
+    Index(None, "rule_id", "at_ms"),
+)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -32,7 +33,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import ColumnElement, func, or_, select
 
-from cdrhub import cdr, forward
+from cdrhub import alerts, cdr, forward
 from cdrhub.auth import users
 from cdrhub.errors import InvalidParameter
 from cdrhub.ingest import ReplayResult, client_address, networks, replay, replay_all
@@ -43,6 +44,8 @@ from cdrhub.store.schema import calls as calls_table
 from cdrhub.web import charts, i18n
 from cdrhub.web.reports import report_routes
 from cdrhub.web.throttle import Busy, Throttle
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 RANGES = ("today", "yesterday", "7d", "30d", "custom")
@@ -85,6 +88,8 @@ class Pages:
     zone: ZoneInfo
     #: Finds the signed-in user for an error page (set by :func:`dashboard_router`).
     lookup: Callable[[Request], users.User | None] | None = None
+    #: Names of the alert rules firing now, for the header (set by :func:`dashboard_router`).
+    firing: Callable[[], list[str]] | None = None
 
     def render(
         self,
@@ -111,10 +116,20 @@ class Pages:
                 "zone": self.settings.timezone,
                 "csrf": _csrf_token(request),
                 "here": here(request),
+                "active_alerts": self._firing() if user else [],
                 **context,
             },
             status_code=status,
         )
+
+    def _firing(self) -> list[str]:
+        if self.firing is None:
+            return []
+        try:
+            return self.firing()
+        except Exception as exc:  # the database may be away: the page still renders
+            log.warning("cannot read the alert rules for the header: %s", exc)
+            return []
 
     def error(self, request: Request, error: PageError) -> Response:
         """The error page; signed-in users keep their navigation."""
@@ -150,6 +165,9 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
     proxies = networks(settings.trusted_proxies)
 
     pages.lookup = lambda request: _session_user(request, get_store())
+    pages.firing = lambda: [
+        r.name for r in alerts.rules.all_rules(get_store()) if r.firing and r.state == "active"
+    ]
 
     def current_user(request: Request) -> users.User:
         user = _session_user(request, get_store())
@@ -501,6 +519,18 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
         if found is None:
             raise PageError(404, "No destination with this name.")
         return found
+
+    @router.get("/alerts")
+    def alerts_page(request: Request) -> Response:
+        user = admin(request)
+        shown = [alert_view(r) for r in alerts.rules.all_rules(get_store())]
+        return page(request, "alerts.html", user, rules=shown)
+
+    @router.get("/alerts/history")
+    def alert_history_page(request: Request) -> Response:
+        user = admin(request)
+        found = alerts.rules.history(get_store(), limit=ALERT_HISTORY_SHOWN)
+        return page(request, "alert_history.html", user, items=[history_view(h) for h in found])
 
     @router.get("/destinations")
     def destinations_page(request: Request) -> Response:
@@ -996,3 +1026,27 @@ def back_to_list(request: Request) -> str:
     if referer.netloc == request.url.netloc and referer.path == "/calls":
         return safe_next("/calls" + (f"?{referer.query}" if referer.query else ""))
     return "/calls"
+
+
+#: Notifications the alert history page shows, newest first.
+ALERT_HISTORY_SHOWN = 200
+
+
+def _figure(kind: str, value: float | None) -> str:
+    if kind == "no_pushes" and value is not None:
+        return alerts.format_duration(value)
+    return alerts.format_value(kind, value)
+
+
+def alert_view(rule: alerts.Rule) -> dict[str, Any]:
+    """A rule as the Alerts page shows it: targets masked, figure in the rule's unit."""
+    shown = rule.public()
+    shown["window"] = alerts.format_duration(rule.window_seconds)
+    shown["figure"] = _figure(rule.condition.kind, rule.last_value)
+    return shown
+
+
+def history_view(row: dict[str, Any]) -> dict[str, Any]:
+    """One notification as the history page shows it (its target was stored masked)."""
+    kind = alerts.conditions.parse(row["condition"]).kind
+    return {**row, "figure": _figure(kind, row["value"]), "limit": _figure(kind, row["threshold"])}
