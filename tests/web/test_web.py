@@ -313,10 +313,17 @@ class TestSignInOnARealServer:
                     c.post("/login", data={"name": "vic", "password": f"no{i}", "csrf": token})
                     for i in range(40)
                 ]
-                return [r.status_code for r in await asyncio.gather(*sent)]
+                return [
+                    "busy" if "Too many sign-ins at once" in r.text else r.status_code
+                    for r in await asyncio.gather(*sent)
+                ]
 
         statuses = asyncio.run(burst())
-        assert statuses.count(401) == ATTEMPTS_PER_NAME
+        # Exactly the first five were let through to argon2. On a loaded machine one of them
+        # may find the CHECKS_AT_ONCE slots still taken after CHECK_WAIT_SECONDS and be told
+        # "too many sign-ins at once" (a 429 of its own): let through all the same.
+        assert statuses.count(401) + statuses.count("busy") == ATTEMPTS_PER_NAME
+        assert statuses.count(401) >= 1
         assert statuses.count(429) == 40 - ATTEMPTS_PER_NAME
 
     def test_workers_share_the_counts_and_the_sessions(
