@@ -6,19 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Request
 
 from cdrhub.auth import wallboard
 from cdrhub.errors import FieldProblem, InvalidParameter, NotFound
 from cdrhub.settings import Settings
 from cdrhub.store import Store
-
-
-class NewLink(BaseModel):
-    """What creating a link takes."""
-
-    name: str = Field(description="Where the wallboard is shown, e.g. `floor-tv`.")
 
 
 def wall_links_router(settings: Settings, get_store: Callable[[], Store], admin: Any) -> APIRouter:
@@ -32,14 +25,22 @@ def wall_links_router(settings: Settings, get_store: Callable[[], Store], admin:
         return {"items": [_item(link) for link in found]}
 
     @router.post("", status_code=201)
-    def create_link(body: NewLink) -> dict[str, Any]:
-        """A new link; its `url` (with the token) is in this answer only, never again."""
+    async def create_link(request: Request) -> dict[str, Any]:
+        """A new link from `{"name": "floor-tv"}`; its `url` (with the token) is in this
+        answer only, never again. (The body is read here, not by a model: a body that is not
+        JSON gets the same field/value/expected error as an empty name.)"""
         try:
-            link, token = wallboard.create_link(get_store(), body.name)
-        except ValueError as exc:
+            body = await request.json()
+        except ValueError:
+            body = None
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            shown = name if isinstance(name, str | int | float | None) else str(name)
             raise InvalidParameter(
-                str(exc), [FieldProblem("name", body.name, "a non-empty name")]
-            ) from None
+                "a wallboard link needs a name saying where it is shown (e.g. floor-tv)",
+                [FieldProblem("name", shown, "a non-empty string, in a JSON object")],
+            )
+        link, token = wallboard.create_link(get_store(), name)
         base = (settings.public_url or "").rstrip("/")
         return {**_item(link), "token": token, "url": f"{base}/wall?link={token}"}
 
