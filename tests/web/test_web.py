@@ -774,7 +774,7 @@ class TestPages:
         assert "Raw payload versions</h2>" not in html and "Raw payload versions (2)" in html
         assert '<span id="deliveries">3</span>' in html
         for label in ("Start", "Queue in", "Queue out", "Answer", "End"):
-            assert f"<b>{label}</b>" in html
+            assert f"<tr><th>{label}</th><td>" in html  # the timeline, one row per moment
         chinese = client.get("/calls/in-1", headers={"Accept-Language": "zh-CN"}).text
         assert "正常挂机 <small>(16, Q.850)</small>" in chinese
         missing = client.get("/calls/nope")
@@ -1221,7 +1221,7 @@ def test_times_and_buckets_follow_the_call_center_zone(
         assert re.findall(r'data-id="([^"]+)"', listing) == ["sh-1"]
         assert ">2026-11-25 00:30:00</a>" in listing
         detail = shanghai.get("/calls/sh-1").text
-        assert "<b>Start</b> <time>2026-11-25 00:30:00</time>" in detail
+        assert "<tr><th>Start</th><td><time>2026-11-25 00:30:00</time>" in detail
         day = shanghai.get("/?range=custom&from=2026-11-25&to=2026-11-25").text
         assert "2026-11-25 00:00 – 2026-11-26 00:00 Asia/Shanghai" in day
         assert _visible_kpis(day)["calls"] == "1"
