@@ -76,6 +76,11 @@ class Statements:
             f"INSERT INTO stat_hours (slot, changes) VALUES ({m}, 1) "
             "ON CONFLICT (slot) DO UPDATE SET changes = stat_hours.changes + 1"
         )
+        self.record_progress = (
+            f"INSERT INTO journal_applied (journal, applied_offset, updated_at_ms) "
+            f"VALUES ({m}, {m}, {m}) ON CONFLICT (journal) DO UPDATE SET "
+            "applied_offset = excluded.applied_offset, updated_at_ms = excluded.updated_at_ms"
+        )
         self.time_from_ms = time_from_ms
         self.call_row = itemgetter(*[source(c) for c in self.call_columns])
         self.raw_row = itemgetter(*[source(c) for c in self.raw_columns])
@@ -175,9 +180,7 @@ def apply(
                 "updated_at": received,
                 "updated_at_ms": received_ms,
             }
-            plan.events.append(
-                (event_id(received_ms), f"call.{outcome}", cid, digest, received_ms)
-            )
+            plan.events.append((event_id(received_ms), f"call.{outcome}", cid, digest, received_ms))
             plan.new_raw[key] = {
                 "call_id": cid,
                 "content_hash": digest,
@@ -242,6 +245,12 @@ class _Plan:
         _executemany(conn, sql.touch_hours, [(h,) for h in sorted(self.hours)])
 
 
+def record_progress(conn: Connection, statements: Statements, journal: str, offset: int) -> None:
+    """Note, in the batch's transaction, that ``journal`` is applied up to byte ``offset``."""
+    now_ms = _ms(datetime.now(UTC))
+    conn.exec_driver_sql(statements.record_progress, (journal, offset, now_ms))
+
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -276,7 +285,6 @@ def _insert_quarantine(conn: Connection, item: Any) -> int:
         "call_id": item.call_id,
     }
     return int(conn.execute(insert(quarantine).returning(quarantine.c.id), values).scalar_one())
-
 
 
 def storable_json(value: Any) -> str:
