@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from cdrhub import cdr
 from cdrhub.app import create_app
 from cdrhub.ingest import Journal
-from cdrhub.ingest.spool import encode_record
+from cdrhub.ingest.journal import frame
 from cdrhub.settings import Settings
 from cdrhub.store import Push, Store, open_store
 from tests.helpers import TOKEN
@@ -71,7 +71,7 @@ def test_restart_applies_exactly_the_unapplied_tail(store: Store, tmp_path: Path
     first.append([c])
     name = first._current.name
     # The applier committed a (and its offset, in the same transaction), then the process died.
-    store.write([a], progress=(name, len(encode_record(a))))
+    store.write([a], progress=(name, len(frame(a))))
     _die(first)
     second = Journal(directory, store)
     second.start()
@@ -93,7 +93,7 @@ def test_a_torn_last_record_is_skipped(
     path = first._current.path
     _die(first)
     with path.open("ab") as handle:
-        handle.write(encode_record(_push({"callId": "torn-3"}))[:40])
+        handle.write(frame(_push({"callId": "torn-3"}))[:-5])
     second = Journal(directory, store)
     second.start()
     _wait_for(lambda: not path.exists())

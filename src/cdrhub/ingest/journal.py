@@ -1,18 +1,18 @@
 """The push journal: a 200 after one synced append; the tables are written off the request path.
 
 With ``CDRHUB_JOURNAL=true`` the writer thread appends every valid push to this process's
-journal file (the spool's record format: ``<crc32> <json>\\n``), syncs it once for the whole
-group of pushes waiting at that moment, and only then answers them ``accepted``. The
-**applier**, a thread of its own, reads the synced records in file order and stores them in
-large batches through :meth:`Store.write`, which records in the same transaction how far the
-file is applied (``journal_applied``). So:
+journal file (length-prefixed records with a CRC, the raw body inside: :func:`frame`), syncs
+it once for the whole group of pushes waiting at that moment, and only then answers them
+``accepted``. The **applier**, a thread of its own, reads the synced records in file order
+and stores them in large batches through :meth:`Store.write`, which records in the same
+transaction how far the file is applied (``journal_applied``). So:
 
 - a 200 means the body is on disk (the append was synced before the answer);
 - kill -9 at any moment loses nothing acknowledged: on the next start the file, whose owner
   is dead (its ``flock`` is gone), is applied from its recorded offset to its end, exactly the
   records not committed yet, none twice (the offset moved with the rows);
-- a torn last record (the crash hit mid-append, before the sync, so before any 200) fails its
-  CRC or lacks its newline and is skipped;
+- a torn last record (the crash hit mid-append, before the sync, so before any 200) is shorter
+  than its length says and is skipped;
 - a call's versions are applied in the order they were acknowledged (one file, read in order);
 - while the database is away, records wait in the journal and the applier retries each second.
 
@@ -23,17 +23,21 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cdrhub.errors import StoreFailed, StoreUnavailable
+from cdrhub import cdr
+from cdrhub.errors import BadJson, InvalidRecord, StoreFailed, StoreUnavailable
 from cdrhub.ingest.spool import decode_record, encode_record
-from cdrhub.store import Item, Push, Rejected, Store
+from cdrhub.store import Item, Push, Rejected, Source, Store
 
 try:
     import fcntl
@@ -108,7 +112,7 @@ class Journal:
             with self._lock:
                 segment.sealed = True
             segment = self._current = self._open_segment()
-        data = b"".join(encode_record(item) for item in items)
+        data = b"".join(map(frame, items))
         try:
             written = 0
             while written < len(data):
@@ -218,8 +222,28 @@ class Journal:
     def _apply_chunk(self, segment: _Segment, end: int) -> None:
         start = segment.applied
         data = os.pread(segment.fd, min(end - start, _READ_CHUNK), start)
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
+        items: list[Item] = []
+        position = 0
+        while position + _HEAD.size <= len(data):
+            magic, length, crc = _HEAD.unpack_from(data, position)
+            following = position + _HEAD.size + length
+            if following > len(data):
+                break
+            payload = data[position + _HEAD.size : following]
+            item = unframe(payload) if magic == _MAGIC and zlib.crc32(payload) == crc else None
+            if item is None:
+                log.error(
+                    "skipping a corrupt journal record at byte %d of %s",
+                    start + position,
+                    segment.name,
+                )
+            else:
+                items.append(item)
+            position = following
+            if len(items) >= self._batch_max:
+                self._store_batch(segment, items, start + position)
+                items = []
+        if position == 0 and not items:
             if start + len(data) >= end and not segment.own:
                 # A dead process's torn last record: it was never synced, so never answered.
                 log.warning(
@@ -231,21 +255,7 @@ class Journal:
             if len(data) >= _READ_CHUNK:
                 raise ValueError(f"a record over {_READ_CHUNK} bytes in {segment.name}")
             return
-        items: list[Item] = []
-        offset = start
-        for line in data[:cut].splitlines(keepends=True):
-            offset += len(line)
-            item = decode_record(line)
-            if item is None:
-                log.warning(
-                    "skipping a corrupt journal record at byte %d of %s", offset, segment.name
-                )
-            else:
-                items.append(item)
-            if len(items) >= self._batch_max:
-                self._store_batch(segment, items, offset)
-                items = []
-        self._store_batch(segment, items, offset)
+        self._store_batch(segment, items, start + position)
 
     def _store_batch(self, segment: _Segment, items: list[Item], offset: int) -> None:
         """Store ``items`` with the offset after them; a refused one is quarantined, not retried."""
@@ -323,4 +333,46 @@ class Journal:
         }
 
 
-__all__ = ["Journal"]
+_MAGIC = 0xCD
+_HEAD = struct.Struct("<BII")  # magic, payload length, crc32 of the payload
+_SOURCES: tuple[Source, ...] = ("push", "import", "replay")
+_PUSH = struct.Struct("<cqB")  # b"P", received (epoch ms), source
+
+
+def frame(item: Item) -> bytes:
+    """One journal record: a header, then the body exactly as it arrived (no re-encoding).
+
+    A push is its raw body behind 10 bytes (kind, received ms, source); a refused body, rare,
+    is kept in the spool's JSON record. The CRC covers the payload, the length frames it, so
+    a record cut short by a crash is recognised at the end of the file and skipped.
+    """
+    if isinstance(item, Push):
+        received_ms = int(item.received_at.timestamp() * 1000)
+        payload = _PUSH.pack(b"P", received_ms, _SOURCES.index(item.source)) + item.body
+    else:
+        payload = b"R" + encode_record(item)
+    return _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def unframe(payload: bytes) -> Item | None:
+    """The item a record's payload holds (parsed again: the applier needs the fields)."""
+    if payload[:1] == b"R":
+        return decode_record(payload[1:])
+    _, received_ms, source = _PUSH.unpack_from(payload)
+    body = payload[_PUSH.size :]
+    received = datetime.fromtimestamp(received_ms / 1000, UTC)
+    try:
+        return Push(cdr.parse(body), body, source=_SOURCES[source], received_at=received)
+    except (BadJson, InvalidRecord) as error:
+        # Valid when it arrived, refused by today's rules: keep it where an operator looks.
+        return Rejected(
+            body=body,
+            status=error.status,
+            reason=error.code,
+            detail=error.body(),
+            source=_SOURCES[source],
+            received_at=received,
+        )
+
+
+__all__ = ["Journal", "frame", "unframe"]
