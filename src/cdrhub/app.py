@@ -278,15 +278,15 @@ def _document_push(app: FastAPI, paths: list[str]) -> None:
                 "callId": {"type": "string"},
                 "result": {
                     "type": "string",
-                    "enum": ["created", "duplicate", "updated", "stale", "spooled"],
+                    "enum": ["created", "duplicate", "updated", "stale", "spooled", "accepted"],
                 },
             },
         }
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/PushError"}}}
         responses: dict[str, Any] = {
             "200": {
-                "description": "Stored (committed and synced), or spooled while the database "
-                "is away.",
+                "description": "Stored (committed and synced), spooled while the database "
+                "is away, or accepted into the synced push journal (CDRHUB_JOURNAL).",
                 "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/PushResult"}}
                 },
