@@ -60,7 +60,12 @@ def main() -> None:
             )
         try:
             _wait(port)
-            print(json.dumps(_run(port, db, args)))
+            result = _run(port, db, args)
+            status = Path(f"/proc/{server.pid}/status")
+            if status.exists():  # Linux: the server's resident memory after the run
+                rss = next(li for li in status.read_text().splitlines() if li.startswith("VmRSS"))
+                result["server_rss_mb"] = round(int(rss.split()[1]) / 1024, 1)
+            print(json.dumps(result))
         finally:
             server.terminate()
             server.wait(30)

@@ -47,6 +47,7 @@ except ImportError:  # Windows: one process per journal directory
 log = logging.getLogger("cdrhub.journal")
 
 _READ_CHUNK = 4 * 2**20  # bytes read per pass; the applier never holds more than this
+_KEEP_IN_MEMORY = 50_000  # pending pushes whose parsed items are kept for the applier
 
 
 @dataclass
@@ -81,7 +82,10 @@ class Journal:
         self._segment_bytes = segment_bytes
         self._lock = threading.Condition()
         self._segments: list[_Segment] = []
-        self._appended: deque[tuple[str, int, float, int]] = deque()  # name, end, when, count
+        # What this process appended and has not applied: (file, start, end, when, count,
+        # items). The items are kept so the applier need not read and parse them back; past
+        # _KEEP_IN_MEMORY pending pushes (a long outage) only the file keeps them.
+        self._appended: deque[tuple[str, int, int, float, int, list[Item] | None]] = deque()
         self._pending_records = 0
         self._applied_records = 0
         self._stopping = False
@@ -124,9 +128,20 @@ class Journal:
             os.ftruncate(segment.fd, segment.end)
             raise
         with self._lock:
+            start = segment.end
             segment.end += len(data)
+            keep = self._pending_records - self._applied_records < _KEEP_IN_MEMORY
             self._pending_records += len(items)
-            self._appended.append((segment.name, segment.end, time.monotonic(), len(items)))
+            self._appended.append(
+                (
+                    segment.name,
+                    start,
+                    segment.end,
+                    time.monotonic(),
+                    len(items),
+                    items if keep else None,
+                )
+            )
             self._lock.notify()
 
     # -- the applier --------------------------------------------------------------------------
@@ -215,9 +230,29 @@ class Journal:
             with self._lock:
                 end = segment.end
             while segment.applied < end:
-                self._apply_chunk(segment, end)
+                if not self._apply_fresh(segment, end):
+                    self._apply_chunk(segment, end)
             if segment.sealed and segment.applied == segment.end:
                 self._remove(segment)
+
+    def _apply_fresh(self, segment: _Segment, end: int) -> bool:
+        """Apply records this process appended from the items it still holds, if it does."""
+        batch: list[Item] = []
+        offset = segment.applied
+        with self._lock:
+            for name, start, stop, _, _, items in self._appended:
+                if name != segment.name or stop <= offset:
+                    continue
+                if start != offset or items is None or stop > end:
+                    break
+                batch.extend(items)
+                offset = stop
+                if len(batch) >= self._batch_max:
+                    break
+        if not batch:
+            return False
+        self._store_batch(segment, batch, offset)
+        return True
 
     def _apply_chunk(self, segment: _Segment, end: int) -> None:
         start = segment.applied
@@ -302,9 +337,9 @@ class Journal:
             while (
                 self._appended
                 and self._appended[0][0] == segment.name
-                and self._appended[0][1] <= segment.applied
+                and self._appended[0][2] <= segment.applied
             ):
-                self._applied_records += self._appended.popleft()[3]
+                self._applied_records += self._appended.popleft()[4]
 
     def _remove(self, segment: _Segment) -> None:
         with self._lock:
@@ -322,7 +357,7 @@ class Journal:
         """How far behind the applier is, for /readyz and the metrics."""
         with self._lock:
             pending_bytes = sum(s.end - s.applied for s in self._segments)
-            oldest = self._appended[0][2] if self._appended else None
+            oldest = self._appended[0][3] if self._appended else None
             pending = self._pending_records - self._applied_records
         return {
             "pending_bytes": pending_bytes,
