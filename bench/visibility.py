@@ -113,7 +113,7 @@ def _run(port: int, db: Path, args: argparse.Namespace) -> dict[str, float]:
 
     def read() -> None:
         conn = sqlite3.connect(db)
-        while not stop.is_set() or len(seen) < len(answered):
+        while not sent.is_set() or len(seen) < len(answered):
             with lock:
                 waiting = [c for c in answered if c not in seen]
             for start in range(0, len(waiting), 500):
@@ -128,6 +128,7 @@ def _run(port: int, db: Path, args: argparse.Namespace) -> dict[str, float]:
             time.sleep(0.002)
 
     stopped = [0.0]
+    sent = threading.Event()  # every sender has had its last answer
     senders = [threading.Thread(target=send, args=(n,)) for n in range(args.connections)]
     reader = threading.Thread(target=read)
     for thread in [*senders, reader]:
@@ -135,8 +136,10 @@ def _run(port: int, db: Path, args: argparse.Namespace) -> dict[str, float]:
     time.sleep(args.duration)
     stop.set()
     stopped[0] = time.monotonic()
-    for thread in [*senders, reader]:
+    for thread in senders:
         thread.join()
+    sent.set()
+    reader.join()
     delays = sorted((seen[c] - answered[c]) * 1000 for c in answered if c in seen)
     achieved = len(answered) / args.duration
     return {
