@@ -145,14 +145,17 @@ def stored_ids(url: str) -> list[str]:
 
 
 def wait_drained(port: int, timeout: float = 60) -> None:
-    """Wait until the spool is empty (/readyz says ready)."""
+    """Wait until the spool is empty and the journal applied (/readyz says ready)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("GET", "/readyz")
             ready = json.loads(connection.getresponse().read())
-            if ready["status"] == "ready" and ready["checks"]["spool"]["pending"] == 0:
+            checks = ready["checks"]
+            spooled = checks.get("spool", {}).get("pending", 0)
+            journaled = checks.get("journal", {}).get("pending_bytes", 0)
+            if ready["status"] == "ready" and spooled == 0 and journaled == 0:
                 return
         time.sleep(0.2)
     print("warning: the spool did not drain in time")
@@ -180,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
             "CDRHUB_LOG_LEVEL": "warning",
             "CDRHUB_SQLITE_BUSY_TIMEOUT_MS": "1000",
         }
+        if args.journal:
+            env["CDRHUB_JOURNAL"] = "true"
         subprocess.run(
             [str(BIN / "cdrhub"), "db", "upgrade"], env=env, check=True, capture_output=True
         )
@@ -256,6 +261,11 @@ def main() -> None:
         help="stop PostgreSQL half-way (and start it again 3 kills later)",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed for the kill times")
+    parser.add_argument(
+        "--journal",
+        action="store_true",
+        help="serve with CDRHUB_JOURNAL=true (a 200 from the journal)",
+    )
     sys.exit(run(parser.parse_args()))
 
 

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token-0123456789"
+LOG_LEVEL = os.environ.get("CDRHUB_BENCH_LOG_LEVEL", "info")  # as users run it: a line a push
 PG_URL = os.environ.get(
     "CDRHUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -86,7 +88,7 @@ class Target:
             **os.environ,
             "BENCH_TOKEN": TOKEN,
             "CDRHUB_TOKENS": TOKEN,
-            "CDRHUB_LOG_LEVEL": "warning",
+            "CDRHUB_LOG_LEVEL": LOG_LEVEL,
         }
         self.pg_database: str | None = None
 
@@ -135,8 +137,11 @@ class Target:
             self.pg_database = f"cdrhub_bench_{uuid.uuid4().hex[:10]}"
             _pg_admin(f'CREATE DATABASE "{self.pg_database}"')
             self.env["CDRHUB_DATABASE_URL"] = _pg_url(self.pg_database)
-        if self.name.endswith("-2w"):
-            self.env["CDRHUB_WORKERS"] = "2"
+        workers = re.search(r"-(\d+)w$", self.name)
+        if workers:
+            self.env["CDRHUB_WORKERS"] = workers.group(1)
+        if "-journal" in self.name:
+            self.env["CDRHUB_JOURNAL"] = "true"
         subprocess.run(
             [str(BIN / "cdrhub"), "db", "upgrade"], env=self.env, check=True, capture_output=True
         )
@@ -211,6 +216,8 @@ def measure(target: Target, seconds: float, connections: int, threads: int) -> R
         before = target.rows()
         r = wrk(target.port, seconds, connections, threads)
         time.sleep(1.0)  # let in-flight pushes land before counting
+        if "-journal" in target.name:
+            applied_after(target.port)
         after = target.rows()
     errors = int(r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"])
     oks = int(r["requests"] - r["non2xx"])
@@ -224,6 +231,19 @@ def measure(target: Target, seconds: float, connections: int, threads: int) -> R
         oks,
         stored,
     )
+
+
+def applied_after(port: int, timeout: float = 120) -> float:
+    """Wait until the journal is applied (/readyz); returns the seconds that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+                if json.loads(answer.read())["checks"]["journal"]["pending_bytes"] == 0:
+                    return time.monotonic() - started
+        time.sleep(0.1)
+    print("warning: the journal was not applied in time")
+    return time.monotonic() - started
 
 
 def machine() -> str:
@@ -349,7 +369,8 @@ def main() -> None:
     parser.add_argument(
         "--targets",
         default="ceiling,cdrhub-sqlite,cdrhub-postgres,naive",
-        help="comma-separated: ceiling, cdrhub-sqlite, cdrhub-sqlite-2w, cdrhub-postgres, naive",
+        help="comma-separated: ceiling, naive, cdrhub-sqlite, cdrhub-postgres; a cdrhub target "
+        "takes -journal (CDRHUB_JOURNAL=true) and -Nw (N workers), e.g. cdrhub-sqlite-journal-2w",
     )
     parser.add_argument("--curve", action="store_true", help="latency at fixed rates instead")
     parser.add_argument("--rates", default="500,2000,5000", help="rates for --curve")

@@ -29,6 +29,7 @@ from cdrhub.ingest import (
     BatchWriter,
     CallbackEndpoint,
     Guard,
+    Journal,
     Spool,
     TokenCheck,
     accepted_tokens,
@@ -50,6 +51,7 @@ class Runtime:
     store: Store | None = None
     writer: BatchWriter | None = None
     spool: Spool | None = None
+    journal: Journal | None = None
     deliverer: Deliverer | None = None
 
     def require_store(self) -> Store:
@@ -137,12 +139,20 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         memory.keep_freed_memory(settings.keep_freed_memory_mb)
         store = await run_in_threadpool(prepare_store, settings)
-        spool = Spool(settings.spool_directory) if settings.spool else None
+        journal = Journal(settings.journal_directory, store) if settings.journal else None
+        # With a journal the database being away only delays the applier: no spool needed.
+        spool = Spool(settings.spool_directory) if settings.spool and journal is None else None
         if spool is not None:
             metrics.watch_spool(spool.status)
-        writer = BatchWriter(store, batch_max=settings.batch_max, spool=spool, metrics=metrics)
+        if journal is not None:
+            metrics.watch_journal(journal.status)
+            journal.start()
+        writer = BatchWriter(
+            store, batch_max=settings.batch_max, spool=spool, metrics=metrics, journal=journal
+        )
         writer.start()
         runtime.store, runtime.writer, runtime.spool = store, writer, spool
+        runtime.journal = journal
         app.state.runtime = runtime
         background = [
             asyncio.create_task(_watch_silence(activity, settings.silence_alert_minutes)),
@@ -180,6 +190,8 @@ def create_app(settings: Settings) -> FastAPI:
             for task in background:
                 task.cancel()
             await writer.stop()
+            if journal is not None:
+                await asyncio.to_thread(journal.stop, settings.shutdown_grace_seconds)
             if spool is not None:
                 spool.close()
             store.close()
@@ -231,7 +243,9 @@ def create_app(settings: Settings) -> FastAPI:
         destinations that are paused, failing or holding dead letters are listed under
         `checks.forwarding` without changing the status."""
         assert runtime.store is not None
-        status, checks = await run_in_threadpool(_readiness, runtime.store, runtime.spool)
+        status, checks = await run_in_threadpool(
+            _readiness, runtime.store, runtime.spool, runtime.journal
+        )
         checks["pushes"] = activity.status()
         if status == "ready" and checks["pushes"]["silent"]:
             status = "degraded"
@@ -282,15 +296,15 @@ def _document_push(app: FastAPI, paths: list[str]) -> None:
                 "callId": {"type": "string"},
                 "result": {
                     "type": "string",
-                    "enum": ["created", "duplicate", "updated", "stale", "spooled"],
+                    "enum": ["created", "duplicate", "updated", "stale", "spooled", "accepted"],
                 },
             },
         }
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/PushError"}}}
         responses: dict[str, Any] = {
             "200": {
-                "description": "Stored (committed and synced), or spooled while the database "
-                "is away.",
+                "description": "Stored (committed and synced), spooled while the database "
+                "is away, or accepted into the synced push journal (CDRHUB_JOURNAL).",
                 "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/PushResult"}}
                 },
@@ -480,11 +494,18 @@ def prepare_store(settings: Settings) -> Store:
     return store
 
 
-def _readiness(store: Store, spool: Spool | None) -> tuple[str, dict[str, Any]]:
-    """ready: storing in the database; degraded: accepting into the spool; not_ready: neither."""
+def _readiness(
+    store: Store, spool: Spool | None, journal: Journal | None = None
+) -> tuple[str, dict[str, Any]]:
+    """ready: storing in the database; degraded: accepting into the spool or the journal
+    while the database is away; not_ready: neither. ``checks.journal`` says how far the
+    applier is behind."""
     checks: dict[str, Any] = {}
     if spool is not None:
         checks["spool"] = spool.status()
+    if journal is not None:
+        checks["journal"] = journal.status()
+        spool = spool or journal  # type: ignore[assignment]  # buffers pushes just the same
     try:
         store.ping()
         current, head = store.schema_status()

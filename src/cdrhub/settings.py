@@ -166,6 +166,15 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(
         None, description="Where spool files live (default: `<data_dir>/spool`)."
     )
+    journal: bool = Field(
+        False,
+        description="Answer a push 200 (`accepted`) once it is synced to an append-only "
+        "journal, and store it in the database moments later from a background applier "
+        "(docs/ingest.md). Off: the 200 waits for the database commit.",
+    )
+    journal_dir: Path | None = Field(
+        None, description="Where journal files live (default: `<data_dir>/journal`)."
+    )
     header_timeout_seconds: float = Field(
         10.0,
         gt=0,
@@ -385,6 +394,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def journal_directory(self) -> Path:
+        """Where this receiver's push journal files are."""
+        return self.journal_dir or self.data_dir / "journal"
 
     @property
     def spool_directory(self) -> Path:

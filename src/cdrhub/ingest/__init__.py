@@ -4,12 +4,14 @@
 ``h2c`` upgrade offer that would lose a body); ``endpoint`` is the ASGI push endpoint (token,
 size, parse, answer); ``guard`` brakes bad tokens and applies the address allowlist; ``tokens``
 finds the accepted tokens; ``writer`` is the group-commit thread; ``spool`` keeps pushes safe on
-local disk while the database is away; ``quarantine`` replays refused bodies. Everything is
-written through :mod:`cdrhub.store`; nothing here reads reports.
+local disk while the database is away; ``journal`` (``CDRHUB_JOURNAL``) acknowledges from a
+synced append and applies to the tables in the background; ``quarantine`` replays refused
+bodies. Everything is written through :mod:`cdrhub.store`; nothing here reads reports.
 """
 
 from cdrhub.ingest.endpoint import CallbackEndpoint, TokenCheck
 from cdrhub.ingest.guard import Guard, client_address, networks
+from cdrhub.ingest.journal import Journal
 from cdrhub.ingest.protocol import DeclineH2CHttpToolsProtocol
 from cdrhub.ingest.quarantine import ReplayResult, replay, replay_all
 from cdrhub.ingest.spool import Spool
@@ -29,6 +31,7 @@ __all__ = [
     "CallbackEndpoint",
     "DeclineH2CHttpToolsProtocol",
     "Guard",
+    "Journal",
     "ReplayResult",
     "Spool",
     "TokenCheck",

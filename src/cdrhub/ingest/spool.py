@@ -270,4 +270,8 @@ def _decode(line: bytes) -> Item | None:
         )
 
 
-__all__ = ["Spool", "StoreUnavailable", "read_records"]
+__all__ = ["Spool", "StoreUnavailable", "decode_record", "encode_record", "read_records"]
+
+#: The record format the spool and the journal share: ``<crc32 hex> <ascii json>\n``.
+encode_record = _encode
+decode_record = _decode

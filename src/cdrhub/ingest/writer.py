@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from cdrhub.errors import StoreUnavailable
+from cdrhub.ingest.journal import Journal
 from cdrhub.ingest.spool import Spool
 from cdrhub.ops import Metrics
 from cdrhub.store import Item, Outcome, Push, Store
@@ -43,8 +44,10 @@ class BatchWriter:
         batch_max: int = 512,
         spool: Spool | None = None,
         metrics: Metrics | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
+        self._journal = journal
         self._metrics = metrics or Metrics()
         self._spool = spool
         self._retry_at = 0.0  # monotonic time before which the database is not tried again
@@ -123,6 +126,8 @@ class BatchWriter:
             log.exception("draining the spool failed")
 
     def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> _Settled:
+        if self._journal is not None:
+            return self._to_journal(batch)
         items = [item for item, _ in batch]
         if self._spooling():
             self._drain()
@@ -149,6 +154,43 @@ class BatchWriter:
             else:
                 results = [self._commit([pair])[0][1] for pair in batch]
         return [(future, result) for (_, future), result in zip(batch, results, strict=True)]
+
+    def _to_journal(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> _Settled:
+        """Journal mode: pushes are answered ``accepted`` once synced to the journal.
+
+        A refused body still goes straight to the quarantine, since its answer names the
+        entry; while the database cannot take it, it is journaled too (answered 0, as spooled).
+        """
+        assert self._journal is not None
+        results: dict[int, Result | BaseException] = {}
+        journaled: list[tuple[int, Item]] = []
+        for index, (item, _) in enumerate(batch):
+            if isinstance(item, Push):
+                journaled.append((index, item))
+                continue
+            try:
+                results[index] = self._store.write([item])[0]
+            except StoreUnavailable:
+                journaled.append((index, item))
+            except Exception as exc:
+                log.exception("quarantining a refused body failed")
+                results[index] = exc
+        if journaled:
+            started = time.perf_counter()
+            try:
+                self._journal.append([item for _, item in journaled])
+            except (OSError, ValueError) as exc:
+                log.error("could not journal %d item(s): %s", len(journaled), exc)
+                error = StoreUnavailable("the push journal is not writable")
+                results.update((index, error) for index, _ in journaled)
+            else:
+                self._metrics.batch_size.observe(len(journaled))
+                self._metrics.commit_seconds.observe(time.perf_counter() - started)
+                results.update(
+                    (index, "accepted" if isinstance(item, Push) else 0)
+                    for index, item in journaled
+                )
+        return [(future, results[index]) for index, (_, future) in enumerate(batch)]
 
     def _to_spool(
         self, batch: list[tuple[Item, asyncio.Future[Result]]], cause: StoreUnavailable | None

@@ -15,7 +15,7 @@ from datetime import time as clock
 from typing import Any
 from zoneinfo import ZoneInfo
 
-_ACCEPTED = frozenset({"created", "duplicate", "updated", "stale", "spooled"})
+_ACCEPTED = frozenset({"created", "duplicate", "updated", "stale", "spooled", "accepted"})
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

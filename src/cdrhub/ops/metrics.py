@@ -78,6 +78,10 @@ class Metrics:
         """Report the spool's depth and age at each scrape."""
         self.registry.register(_SpoolCollector(status))
 
+    def watch_journal(self, status: Callable[[], dict[str, Any]]) -> None:
+        """Report how far the push journal's applier is behind, at each scrape."""
+        self.registry.register(_JournalCollector(status))
+
     def watch_reconcile(self, status: Callable[[], dict[str, Any]]) -> None:
         """Report the scheduled reconcile's runs and findings at each scrape."""
         self.registry.register(_ReconcileCollector(status))
@@ -155,6 +159,29 @@ class _SpoolCollector(Collector):
             "cdrhub_spool_oldest_age_seconds",
             "Age of the oldest spooled item (0 when the spool is empty).",
             value=status["oldest_age_seconds"] or 0,
+        )
+
+
+class _JournalCollector(Collector):
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Any:
+        status = self._status()
+        yield GaugeMetricFamily(
+            "cdrhub_journal_pending_bytes",
+            "Journal bytes acknowledged (200) and not yet applied to the database.",
+            value=status["pending_bytes"],
+        )
+        yield GaugeMetricFamily(
+            "cdrhub_journal_pending_records",
+            "Pushes acknowledged by this process and not yet applied to the database.",
+            value=status["pending_records"],
+        )
+        yield GaugeMetricFamily(
+            "cdrhub_journal_seconds_behind",
+            "Age of the oldest acknowledged push not yet applied (0 when caught up).",
+            value=status["seconds_behind"],
         )
 
 

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cdrhub.errors import SchemaOutdated, StoreUnavailable
 from cdrhub.store import batch, migrate, postgres, sqlite
 from cdrhub.store.cache import FactCache
 from cdrhub.store.items import Item, Outcome, Push, Rejected, Source
-from cdrhub.store.schema import calls, quarantine, raw_pushes
+from cdrhub.store.schema import calls, journal_applied, quarantine, raw_pushes
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,14 @@ class Store:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, items: Sequence[Item]) -> list[Outcome | int]:
+    def write(
+        self, items: Sequence[Item], *, progress: tuple[str, int] | None = None
+    ) -> list[Outcome | int]:
         """Store a batch in one transaction; one result per item, in order.
+
+        ``progress`` (a journal's name, the byte offset after the batch's last record) is
+        recorded in the same transaction: the journal applier's restart point is exactly as
+        far as the rows committed, never further, never behind.
 
         A push's result is its :data:`Outcome`; a rejected body's is its quarantine id.
         Items are applied in order, so two pushes of one callId in one batch behave exactly
@@ -118,6 +124,8 @@ class Store:
                     if call_ids:
                         self._dialect.lock_calls(conn, call_ids)
                     results = batch.apply(conn, self._statements, items, call_ids)
+                    if progress is not None:
+                        batch.record_progress(conn, self._statements, *progress)
                 for listener in self.listeners:
                     listener()
                 return results
@@ -152,6 +160,23 @@ class Store:
         result = self.write([rejected])[0]
         assert isinstance(result, int)
         return result
+
+    def journal_offsets(self) -> dict[str, int]:
+        """How far each push journal is applied: name -> byte offset (see ``write``)."""
+        query = select(journal_applied.c.journal, journal_applied.c.applied_offset)
+        try:
+            with self.read_engine.connect() as conn:
+                return {name: int(offset) for name, offset in conn.execute(query)}
+        except DBAPIError as exc:
+            raise StoreUnavailable(describe_database_error(exc)) from exc
+
+    def forget_journal(self, name: str) -> None:
+        """Drop a journal's offset once its file is applied in full and removed."""
+        try:
+            with self._writer_lock, self.write_engine.begin() as conn:
+                conn.execute(delete(journal_applied).where(journal_applied.c.journal == name))
+        except DBAPIError as exc:
+            raise StoreUnavailable(describe_database_error(exc)) from exc
 
     # -- reading --------------------------------------------------------------------------
 

@@ -76,6 +76,11 @@ class Statements:
             f"INSERT INTO stat_hours (slot, changes) VALUES ({m}, 1) "
             "ON CONFLICT (slot) DO UPDATE SET changes = stat_hours.changes + 1"
         )
+        self.record_progress = (
+            f"INSERT INTO journal_applied (journal, applied_offset, updated_at_ms) "
+            f"VALUES ({m}, {m}, {m}) ON CONFLICT (journal) DO UPDATE SET "
+            "applied_offset = excluded.applied_offset, updated_at_ms = excluded.updated_at_ms"
+        )
         self.time_from_ms = time_from_ms
         self.call_row = itemgetter(*[source(c) for c in self.call_columns])
         self.raw_row = itemgetter(*[source(c) for c in self.raw_columns])
@@ -238,6 +243,12 @@ class _Plan:
         # Last, and in order: PostgreSQL holds these row locks only for the commit itself, and
         # two batches always take them in the same order.
         _executemany(conn, sql.touch_hours, [(h,) for h in sorted(self.hours)])
+
+
+def record_progress(conn: Connection, statements: Statements, journal: str, offset: int) -> None:
+    """Note, in the batch's transaction, that ``journal`` is applied up to byte ``offset``."""
+    now_ms = _ms(datetime.now(UTC))
+    conn.exec_driver_sql(statements.record_progress, (journal, offset, now_ms))
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from cdrhub.cdr import CallRecord
 
-Outcome = Literal["created", "duplicate", "updated", "stale", "spooled"]
+Outcome = Literal["created", "duplicate", "updated", "stale", "spooled", "accepted"]
 """What storing a push did.
 
 ``created``: a new call. ``duplicate``: same content as the stored call (a retry), only the
@@ -20,7 +20,9 @@ delivery count moved. ``updated``: new content for a known call (a correction); 
 current row and its body a new raw version. ``stale``: content this call had before but that
 was since superseded (a late retry of an old version); counted, never allowed to win.
 ``spooled``: the database was unavailable; the push is synced to the local spool and will be
-stored as soon as the database is back (see ``cdrhub.spool``).
+stored as soon as the database is back (see ``cdrhub.spool``). ``accepted``: synced to the
+push journal (``CDRHUB_JOURNAL``); the applier stores it moments later, when it becomes one of
+the others (see ``cdrhub.ingest.journal``).
 """
 
 Source = Literal["push", "import", "replay"]

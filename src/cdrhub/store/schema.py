@@ -389,3 +389,14 @@ alert_history = Table(
     Index(None, "at_ms"),
     Index(None, "rule_id", "at_ms"),
 )
+
+# How far each push journal has been applied (``cdrhub.ingest.journal``): the byte offset after
+# the last record whose rows are committed, written in the same transaction as those rows, so
+# a restart applies exactly the records after it: none twice, none missed.
+journal_applied = Table(
+    "journal_applied",
+    metadata,
+    Column("journal", String(200), primary_key=True),
+    Column("applied_offset", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
