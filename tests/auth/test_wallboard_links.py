@@ -4,17 +4,23 @@ admin API, refused at once when revoked, never echoed in an error; on both datab
 from __future__ import annotations
 
 import hashlib
+import time
+from datetime import UTC, datetime
 
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from cdrhub.alerts import Evaluator, rules
 from cdrhub.auth import wallboard
 from cdrhub.auth.apikeys import create_key
 from cdrhub.cli import main
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import wall_links
+from tests.helpers import Push
+from tests.helpers.calls import call
+from tests.helpers.receiver import receiving
 
 
 def test_a_link_is_stored_as_its_hash_and_opens_until_revoked(store: Store) -> None:
@@ -88,3 +94,35 @@ def test_admin_api_creates_lists_and_revokes(client: TestClient, store: Store) -
     assert client.get("/wall/data", params={"link": token}).status_code == 403
     missing = client.delete("/api/wall-links/lobby", headers=admin)
     assert missing.status_code == 404 and missing.json()["fields"][0]["field"] == "which"
+
+
+def test_the_wall_lists_the_alerts_firing_now(
+    client: TestClient, store: Store, settings: Settings, push: Push
+) -> None:
+    """A rule the evaluator finds firing shows on the wallboard (data and page) with its figure;
+    once paused it is gone, as it is from the header."""
+    _, token = wallboard.create_link(store, "floor-tv")
+    assert client.get("/wall/data", params={"link": token}).json()["alerts"] == []
+    with receiving() as receiver:  # the rule's target: a real local json:// receiver
+        port = receiver.url.split(":")[2].split("/")[0]
+        target = f"json://127.0.0.1:{port}/alerts"
+        rules.add(
+            store, "low-sl", "service_level < 80%", window="30m", min_calls=4, targets=[target]
+        )
+        start = datetime.fromtimestamp(time.time() - 300, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        for i in range(4):  # queued, answered 90 s after queueing: 0 % within 20 s
+            body = call(
+                f"slow-{i}", start, in_queue=1, answer=91, end=120, callType=1, answered=True
+            )
+            assert push(body).status_code == 200
+        fired = Evaluator(store, settings).evaluate_once(time.time())
+        assert [(t.rule, t.kind) for t in fired] == [("low-sl", "firing")]
+        shown = client.get("/wall/data", params={"link": token}).json()["alerts"]
+        assert [(a["name"], a["condition"], a["figure"]) for a in shown] == [
+            ("low-sl", "service_level < 80%", "0%")
+        ]
+        assert shown[0]["message"] == "low-sl: service_level < 80% (0%)"
+        page = client.get("/wall", params={"link": token})
+        assert '<li class="alert">low-sl: service_level &lt; 80% (0%)</li>' in page.text
+        rules.set_state(store, "low-sl", "paused")
+        assert client.get("/wall/data", params={"link": token}).json()["alerts"] == []

@@ -10,8 +10,8 @@ One load covers both views (today's hours, plus the hour before midnight early i
 the hourly snapshots it reads are cached per process, so a refresh is milliseconds even on
 a million calls (bench/wall.py).
 
-``alerts`` is an empty list today: the alerts package lands separately and fills it with the
-alerts active now; the page renders the list whenever it is not empty.
+``alerts`` is left empty here: alert rules live a layer above the reports, so the wallboard's
+page (``cdrhub.web.wall``) fills it with the rules firing now.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def figures(
         "short_abandon_seconds": short_abandon_seconds,
         "today": period(day_start, day_end),
         "last_hour": [period(q, q + QUARTER) for q in quarters],
-        "alerts": [],
+        "alerts": [],  # filled by cdrhub.web.wall: the alerts package is a layer above
     }
 
 

@@ -17,12 +17,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from cdrhub import alerts
 from cdrhub.auth import users
 from cdrhub.auth import wallboard as links
 from cdrhub.reports import wallboard
 from cdrhub.settings import Settings
 from cdrhub.store import Store
-from cdrhub.web.routes import PageError, Pages, SignInRequired, here
+from cdrhub.web.routes import PageError, Pages, SignInRequired, alert_view, here
 
 THEMES = ("dark", "light")
 #: Seconds between refreshes: default, and the bounds a ``refresh`` parameter is held to.
@@ -56,13 +57,16 @@ def wall_router(
         return user, ""
 
     def data() -> dict[str, Any]:
-        return wallboard.figures(
-            get_store(),
+        store = get_store()
+        figures = wallboard.figures(
+            store,
             tz=pages.zone,
             sl_seconds=settings.service_level_seconds,
             sl_target=settings.service_level_target,
             short_abandon_seconds=settings.short_abandon_seconds,
         )
+        figures["alerts"] = active_alerts(store)
+        return figures
 
     @router.get("/wall")
     def wall_page(request: Request) -> Response:
@@ -142,3 +146,24 @@ def bars(quarters: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return shapes
+
+
+def active_alerts(store: Store) -> list[dict[str, Any]]:
+    """The alert rules firing now (paused ones are not), as the wallboard lists them: the
+    rule's name, its condition, the figure that made it fire and since when, and a one-line
+    ``message`` that the page shows (as text) for the floor to read."""
+    shown = []
+    for rule in alerts.rules.all_rules(store):
+        if rule.state != "active" or not rule.firing:
+            continue
+        view = alert_view(rule)
+        shown.append(
+            {
+                "name": rule.name,
+                "condition": view["condition"],
+                "figure": view["figure"],
+                "since_ms": rule.firing_since_ms,
+                "message": f"{rule.name}: {view['condition']} ({view['figure']})",
+            }
+        )
+    return shown
