@@ -494,27 +494,34 @@ def _visible_kpis(html: str) -> dict[str, str]:
 
 
 def _chart(html: str, chart: str) -> list[dict[str, Any]]:
-    """The bars of the volume or service chart: key, tooltip and each rect's height."""
+    """The buckets of the volume or service chart, read from the JSON data island that
+    charts.js draws: key, each series' value (counts; the service level 0..1) and whether the
+    bucket is a gap. The page's "Figures" table must say the same, bucket for bucket."""
     section = html.split(f'id="{chart}"', 1)[1].split("</figure>", 1)[0]
-    bars = []
-    for key, attrs, inner in re.findall(r'<g data-key="([^"]+)"([^>]*)>(.*?)</g>', section, re.S):
-        title = re.search(r"<title>(.*?)</title>", inner, re.S)
-        heights = re.findall(r'<rect class="(\w+)"[^>]*height="([\d.e-]+)"', inner)
-        bars.append(
-            {
-                "key": key,
-                "gap": 'class="gap"' in attrs,
-                "title": unescape(title[1]) if title else "",
-                "heights": {kind: float(h) for kind, h in heights},
-            }
-        )
-    return bars
+    island = re.search(r'<script type="application/json" id="[^"]+">(.*?)</script>', section, re.S)
+    assert island, f"no data island in #{chart}"
+    spec = json.loads(island[1])
+    names = ["answered", "unanswered", "abandoned"] if chart == "volume" else ["service"]
+    assert len(spec["series"]) == len(names)
+    table = re.findall(r'<tr data-key="([^"]+)">(.*?)</tr>', section, re.S)
+    assert [unescape(key) for key, _ in table] == spec["keys"]
+    out = []
+    for i, key in enumerate(spec["keys"]):
+        values = {n: spec["series"][j]["values"][i] for j, n in enumerate(names)}
+        cells = [unescape(c) for c in re.findall(r"<td>(.*?)</td>", table[i][1], re.S)][1:]
+        if chart == "volume":
+            assert cells == [str(sum(values.values()))] + [str(values[n]) for n in names], key
+        else:
+            assert cells == [percent(values["service"])], key
+        out.append({"key": key, "gap": values.get("service", 0) is None, "values": values})
+    return out
 
 
 def _hbars(html: str, list_id: str) -> list[tuple[str, int]]:
-    """A horizontal bar list (hangup reasons, AICC tasks, intents): label and count."""
+    """A horizontal bar list (hangup reasons, AICC tasks, intents): the full label (its
+    title; the visible text may be shortened or translated) and count."""
     section = html.split(f'id="{list_id}"', 1)[1].split("</ul>", 1)[0]
-    found = re.findall(r'<span class="name">(.*?)</span>.*?<b>(\d+)</b>', section, re.S)
+    found = re.findall(r'<span class="name" title="([^"]*)">.*?<b>(\d+)</b>', section, re.S)
     return [(unescape(name), int(count)) for name, count in found]
 
 
@@ -562,31 +569,28 @@ class TestPages:
         hourly = {g["key"]["hour"]: g for g in _stats(api, start, end, direction, "hour")}
         volume = _chart(html, "volume")
         assert [bar["key"] for bar in volume] == _hours(start)
-        top = max(g["calls"] for g in hourly.values())
         for bar in volume:
             g = hourly.get(bar["key"], {"calls": 0, "answered": 0, "abandoned": 0})
             unanswered = g["calls"] - g["answered"] - g["abandoned"]
-            assert bar["title"] == (
-                f"{bar['key']}: {g['calls']} (Answered {g['answered']}, "
-                f"Unanswered {unanswered}, Abandoned {g['abandoned']})"
-            )
-            for kind, count in (("answered", g["answered"]), ("unanswered", unanswered),
-                                ("abandoned", g["abandoned"])):  # fmt: skip
-                assert bar["heights"][kind] == pytest.approx(100 * count / top), kind
+            assert bar["values"] == {
+                "answered": g["answered"],
+                "unanswered": unanswered,
+                "abandoned": g["abandoned"],
+            }, bar["key"]
         service = _chart(html, "service")
         assert [bar["key"] for bar in service] == _hours(start)
         for bar in service:
             level = hourly.get(bar["key"], {"service_level": None})["service_level"]
-            assert bar["gap"] == (level is None) == (bar["heights"] == {}), bar
+            assert bar["gap"] == (level is None), bar
             if level is not None:
-                assert bar["heights"]["service"] == pytest.approx(100 * level)
-                assert bar["title"] == f"{bar['key']}: {percent(level)}"
+                assert bar["values"]["service"] == pytest.approx(level)
         reasons = _stats(api, start, end, direction, "hangup_reason")
         assert _hbars(html, "reasons") == _counted(reasons, "hangup_reason")
         agents = [g for g in _stats(api, start, end, direction, "agent") if g["key"]["agent"]]
         agents.sort(key=lambda g: (-g["answered"], -g["calls"]))
         rows = re.findall(
-            r"<tr><td><a [^>]*>(.*?)</a></td><td>(\d+)</td><td>(\d+)</td><td>([^<]*)</td>",
+            r'<tr><td class="name"><a [^>]*>(.*?)</a></td><td>(\d+)</td><td>(\d+)</td>'
+            r"<td>([^<]*)</td>",
             html.split('id="agents"', 1)[1].split("</table>", 1)[0],
         )
         assert [(unescape(a), int(c), int(n), t) for a, c, n, t in rows] == [
@@ -622,11 +626,11 @@ class TestPages:
         service = {bar["key"]: bar for bar in _chart(html, "service")}
         hours = _hours(start)
         assert list(volume) == list(service) == hours
-        calls = [int(re.match(r"[^ ]+ (\d+)", volume[h]["title"])[1]) for h in hours]  # type: ignore[index]
+        calls = [sum(volume[h]["values"].values()) for h in hours]
         assert calls == [0, 1] + [0] * 13 + [1] + [0] * 8
-        assert service[hours[1]]["heights"] == {"service": 100.0}
-        assert all(service[h]["gap"] and not service[h]["heights"] for h in hours if h != hours[1])
-        assert service[hours[15]]["title"].endswith(": –")  # calls, but none queued
+        assert service[hours[1]]["values"] == {"service": 1.0}
+        assert all(service[h]["gap"] for h in hours if h != hours[1])
+        assert service[hours[15]]["gap"]  # calls, but none queued
 
     def test_calls_filters_number_search_and_inclusive_dates(
         self, client: TestClient, push: Push, sign_in: SignIn
@@ -1225,10 +1229,8 @@ def test_times_and_buckets_follow_the_call_center_zone(
         day = shanghai.get("/?range=custom&from=2026-11-25&to=2026-11-25").text
         assert "2026-11-25 00:00 – 2026-11-26 00:00 Asia/Shanghai" in day
         assert _visible_kpis(day)["calls"] == "1"
-        bars = {bar["key"]: bar["title"] for bar in _chart(day, "volume")}
-        assert len(bars) == 24 and bars["2026-11-25T00:00+08:00"].startswith(
-            "2026-11-25T00:00+08:00: 1 "
-        )
+        bars = {bar["key"]: sum(bar["values"].values()) for bar in _chart(day, "volume")}
+        assert len(bars) == 24 and bars["2026-11-25T00:00+08:00"] == 1
         hourly = shanghai.get(
             "/api/stats",
             params={"from": "2026-11-25", "to": "2026-11-26", "group_by": "hour"},
