@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,8 @@ from cdrhub.auth import wallboard as links
 from cdrhub.auth.apikeys import create_key
 from cdrhub.pull import simulate
 from cdrhub.store import Store
-from cdrhub.web.routes import duration, percent
+from cdrhub.web import i18n
+from cdrhub.web.routes import percent
 from tests.helpers import TOKEN, Server
 from tests.web.test_dashboard import EVIL, PASSWORD, SHOTS, ZONE, _write, browser  # noqa: F401
 
@@ -31,12 +32,13 @@ CSP_PROBE = (
 )
 
 
-def shown(name: str, value: Any) -> str:
-    """A figure as the wallboard must show it (the dashboard's own formatting)."""
+def shown(name: str, value: Any, language: str = "en") -> str:
+    """A figure as the wallboard must show it (the dashboard's own formatting, durations in
+    the page's language)."""
     if name == "service_level":
         return percent(value)
     if name in ("asa_seconds", "longest_wait_seconds"):
-        return duration(value)
+        return i18n.duration(value, language)
     return str(value)
 
 
@@ -107,7 +109,8 @@ class Wall:
 @pytest.fixture
 def wall(browser: Any, serve: Callable[..., Server], store: Store) -> Iterator[Wall]:  # noqa: F811
     now = datetime.now(UTC)
-    today = simulate.calls(800, seed=7, end=now + timedelta(days=1), days=1, tz=ZoneInfo(ZONE))
+    # Yesterday and today (local) up to now: simulate never writes a call that has not ended.
+    today = simulate.calls(800, seed=7, end=now, days=2, tz=ZoneInfo(ZONE))
     _write(store, [c for c in today if c["startTime"] < now.timestamp() * 1000 - 60_000])
     users.create(store, "vic", "viewer", PASSWORD)
     key = create_key(store, "wall tests")[1]
@@ -137,12 +140,15 @@ def page_figures(page: Any) -> dict[str, Any]:
     return {"today": today, "quarters": quarters, "bars": bars}
 
 
-def expected_figures(data: dict[str, Any]) -> dict[str, Any]:
+def expected_figures(data: dict[str, Any], language: str = "en") -> dict[str, Any]:
     """The same, as it must read for a /wall/data answer."""
     return {
-        "today": {name: shown(name, data["today"][name]) for name in FIGURES},
+        "today": {name: shown(name, data["today"][name], language) for name in FIGURES},
         "quarters": [
-            {"from": q["from"][11:16], **{name: shown(name, q[name]) for name in FIGURES}}
+            {
+                "from": q["from"][11:16],
+                **{name: shown(name, q[name], language) for name in FIGURES},
+            }
             for q in data["last_hour"]
         ],
         "bars": [(q["from"][11:16], str(q["calls"])) for q in data["last_hour"]],
@@ -229,7 +235,7 @@ def test_a_link_opens_the_wallboard_alone_until_it_is_revoked(
         assert response.status == 200
         assert response.headers["referrer-policy"] == "no-referrer"
         data = httpx.get(tv.url("/wall/data"), params={"link": token}).json()
-        assert page_figures(page) == expected_figures(data)
+        assert page_figures(page) == expected_figures(data, "zh-CN")
         assert "今日实时" in page.inner_text("h1")  # the TV's language
         # The link opens nothing else: no calls, no API, no other page.
         assert httpx.get(tv.url("/wall/data")).status_code == 401

@@ -5,14 +5,18 @@
 
 var DASH = "\u2013";
 
-// The same formatting as the server's duration() and percent() (web/routes.py).
+// The same formatting as the server's i18n.duration() and percent() (web/i18n.py, routes.py),
+// in the page's language: "3m 14s" / "1h 06m" in English, "3分14秒" / "1小时06分" in Chinese.
+var UNITS = (document.documentElement.lang || "en").indexOf("zh") === 0
+  ? {h: "小时", m: "分", mm: "分", s: "秒"}
+  : {h: "h ", m: "m ", mm: "m", s: "s"};
 function duration(seconds) {
   if (seconds === null || seconds === undefined) return DASH;
   var whole = Math.round(seconds);
   function two(n) { return (n < 10 ? "0" : "") + n; }
-  if (whole >= 3600) return Math.floor(whole / 3600) + "h " + two(Math.floor(whole % 3600 / 60)) + "m";
-  if (whole >= 60) return Math.floor(whole / 60) + "m " + two(whole % 60) + "s";
-  return whole + "s";
+  if (whole >= 3600) return Math.floor(whole / 3600) + UNITS.h + two(Math.floor(whole % 3600 / 60)) + UNITS.mm;
+  if (whole >= 60) return Math.floor(whole / 60) + UNITS.m + two(whole % 60) + UNITS.s;
+  return whole + UNITS.s;
 }
 
 function percent(value) {
