@@ -298,3 +298,161 @@ def test_nesting_is_refused_past_what_readers_serialise() -> None:
         [problem] = caught.value.fields
         assert problem.field == field and "63 levels" in problem.expected
         assert isinstance(problem.value, str) and len(problem.value) <= 201
+
+
+def _lenient(data: dict[str, Any]) -> cdr.CallRecord | InvalidRecord:
+    try:
+        return cdr.to_record(data)
+    except InvalidRecord as error:
+        return error
+
+
+# Values near every edge the fast path checks itself: blank and NUL text, 0 and the ends of
+# the time range, durations, codes and choices, the price bound, over-long indexed text.
+EDGE_VALUES: list[Any] = [
+    None,
+    "",
+    " ",
+    "\t\n",
+    "a\x00b",
+    "x" * cdr.MAX_INDEXED_CHARS,
+    "x" * (cdr.MAX_INDEXED_CHARS + 1),
+    " " * (cdr.MAX_INDEXED_CHARS + 1),
+    "坐席",
+    0,
+    1,
+    2,
+    3,
+    -1,
+    True,
+    False,
+    0.0,
+    1.0,
+    1.5,
+    "1",
+    "0",
+    "true",
+    cdr.MIN_TIME_MS - 1,
+    cdr.MIN_TIME_MS,
+    cdr.END_TIME_MS - 1,
+    cdr.END_TIME_MS,
+    cdr.MAX_DURATION_S,
+    cdr.MAX_DURATION_S + 1,
+    2**31 - 1,
+    2**31,
+    -(2**31 - 1),
+    -(2**31),
+    cdr.MAX_PRICE,
+    cdr.MAX_PRICE + 1,
+    float(cdr.MAX_PRICE) + 0.5,
+    -float(cdr.MAX_PRICE),
+    1e308,
+    10**30,
+    {"a": 1},
+    [1, "x"],
+    [[[]]],
+]
+_deep: Any = 0
+for _ in range(cdr.MAX_DEPTH):
+    _deep = [_deep]
+EDGE_VALUES.append(_deep)  # one level past what is accepted
+edge_values = st.sampled_from(EDGE_VALUES)
+
+
+def _typed(field: cdr.Field) -> st.SearchStrategy[Any]:
+    """Values a field's converter takes exactly as they are (the fast path's own domain)."""
+    convert = field.convert
+    if field.column == "call_id":
+        return st.text(min_size=1, max_size=20)
+    if convert is cdr._boolean:
+        return st.booleans()
+    if convert is cdr._money:
+        return st.floats(-1e6, 1e6) | st.integers(-1000, 1000)
+    if field.column in cdr.TIME_COLUMNS:
+        return st.integers(cdr.MIN_TIME_MS, cdr.END_TIME_MS - 1) | st.just(0)
+    if field.column in ("direction", "hangup_by"):
+        return st.integers(0, 2)
+    if convert in (cdr._seconds, cdr._code):
+        return st.integers(0, 3600)
+    return st.text(max_size=20)
+
+
+well_typed = st.fixed_dictionaries(
+    {"callId": st.text(min_size=1, max_size=20)},
+    optional={f.name: _typed(f) for f in cdr.FIELDS if f.name != "callId"},
+)
+
+
+@settings(deadline=None, max_examples=500)
+@given(
+    well_typed,
+    st.dictionaries(
+        st.sampled_from([f.name for f in cdr.FIELDS] + ["extra"]),
+        edge_values | json_values,
+        max_size=2,
+    ),
+)
+def test_the_fast_path_gives_the_lenient_answer(
+    typed: dict[str, Any], sloppy: dict[str, Any]
+) -> None:
+    """cdr.parse takes well-typed pushes on a strict fast path. For any object (a well-typed
+    one with one or two fields replaced by edge values or arbitrary JSON) its answer is
+    to_record's: the same record (values and content hash), or the same refusal naming the
+    same fields."""
+    _assert_same_answer({**typed, **sloppy})
+
+
+def _assert_same_answer(data: dict[str, Any]) -> None:
+    body = msgspec.json.encode(data)
+    expected = _lenient(msgspec.json.decode(body))
+    try:
+        got: cdr.CallRecord | InvalidRecord = cdr.parse(body)
+    except InvalidRecord as error:
+        got = error
+    if isinstance(expected, InvalidRecord):
+        assert isinstance(got, InvalidRecord)
+        assert got.fields == expected.fields
+    else:
+        assert got == expected
+
+
+_FULL = {
+    **cdr.VENDOR_EXAMPLE,
+    "agentNickName": "坐席",
+    "answered": True,
+    "dtmfKeys": "1,2",
+    "hangupBy": 1,
+    "hangupCode": 16,
+    "callStatus": "ANSWERED",
+    "hangupReason": "用户挂断",
+    "inQueueTime": 1691372191500,
+    "leaveMsgUrl": "https://x/v.mp3",
+    "outQueueTime": 1691372192000,
+    "queueDuration": 1,
+    "recordUrl": "https://x/r.mp3",
+    "ringDuration": 1,
+    "ringTime": 1691372191200,
+    "totalCustomerPrice": 0.25,
+}
+
+
+@pytest.mark.parametrize("field", [f.name for f in cdr.FIELDS] + ["extra"])
+def test_each_edge_value_of_each_field_gets_the_lenient_answer(field: str) -> None:
+    """Every field of a complete, well-typed push replaced by each edge value in turn: the
+    fast path and to_record agree on every one (the property test above samples these)."""
+    assert len(_FULL) == len(cdr.FIELDS)
+    for value in EDGE_VALUES:
+        _assert_same_answer({**_FULL, field: value})
+        _assert_same_answer({**_FULL, field: {"deep": value}})
+
+
+def test_well_typed_pushes_take_the_fast_path() -> None:
+    """The vendor's example and the realistic benchmark body are taken without coercion (the
+    speed of every push depends on it), and a value sent as a string is not."""
+    def fast(data: dict[str, Any]) -> cdr.CallRecord | None:
+        return cdr._strict_record(data, msgspec.json.encode(data))
+
+    assert fast(dict(cdr.VENDOR_EXAMPLE)) == cdr.to_record(cdr.VENDOR_EXAMPLE)
+    assert fast(dict(_FULL)) == cdr.to_record(_FULL)
+    assert fast({**cdr.VENDOR_EXAMPLE, "direction": "2"}) is None
+    assert fast({**cdr.VENDOR_EXAMPLE, "answerTime": 0, "other": ""}) is not None

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -361,8 +361,93 @@ def depth(value: Any) -> int:
 
 
 def parse(body: bytes) -> CallRecord:
-    """Body bytes to a valid record: the whole validation a push goes through."""
-    return to_record(decode(body))
+    """Body bytes to a valid record: the whole validation a push goes through.
+
+    Most pushes are already well typed (numbers as numbers, strings as strings), and for them
+    :func:`_strict_record` gives the same record several times faster. Anything it does not
+    take as it is (a number sent as a string, an empty string for a number, a value out of
+    range, ...) goes through :func:`to_record`, which coerces what it can and names every
+    problem. A test holds the two to the same answer for any input.
+    """
+    data = decode(body)
+    return _strict_record(data, body) or to_record(data)
+
+
+def _strict_type(field: Field) -> Any:
+    """The JSON type (and range, checked by msgspec in C) a field's converter takes as it is.
+
+    Only what needs Python is left to :func:`_strict_record`: blank and NUL text, and times
+    (0 means none, and the accepted range does not include 1..MIN_TIME_MS).
+    """
+    convert = field.convert
+    if convert is _boolean:
+        return bool | None
+    if convert is _money:  # msgspec takes a JSON integer for a float, as _money does
+        return Annotated[float, msgspec.Meta(ge=-MAX_PRICE, le=MAX_PRICE)] | None
+    if convert is _indexed_text:
+        return Annotated[str, msgspec.Meta(max_length=MAX_INDEXED_CHARS)] | None
+    if convert in (_text, _pass_through):
+        return str | None
+    if convert is _seconds:
+        return Annotated[int, msgspec.Meta(ge=0, le=MAX_DURATION_S)] | None
+    if convert is _code:
+        return Annotated[int, msgspec.Meta(ge=-_INT32_MAX, le=_INT32_MAX)] | None
+    choices = {"direction": DIRECTIONS, "hangup_by": HANGUP_BY}.get(field.column)
+    if choices is not None:
+        low, high = min(choices), max(choices)
+        assert set(choices) == set(range(low, high + 1)), "choices must be contiguous"
+        return Annotated[int, msgspec.Meta(ge=low, le=high)] | None
+    assert convert is _epoch_ms, field
+    return Annotated[int, msgspec.Meta(ge=0, lt=END_TIME_MS)] | None
+
+
+#: The call log as msgspec converts it in C when every value already has its field's type.
+_Strict = msgspec.defstruct(
+    "_Strict",
+    [(f.column, _strict_type(f), None) for f in FIELDS],
+    rename={f.column: f.name for f in FIELDS},
+)
+_STRICT_TEXT = tuple(f.column for f in FIELDS if f.convert in (_text, _indexed_text, _pass_through))
+
+
+_FIELD_NAMES = frozenset(f.name for f in FIELDS)
+
+
+def _strict_record(data: dict[str, Any], body: bytes) -> CallRecord | None:
+    """The record of a push whose every value has its field's exact type and range, else None.
+
+    None means only "not on the fast path": :func:`to_record` then decides, coercing or
+    refusing. So this may turn anything down, but must never accept what ``to_record`` would
+    refuse, nor give a different value (``tests/test_cdr.py`` holds it to that). ``body`` is
+    what ``data`` was decoded from: a NUL can only have come from a ``\\u0000`` in it.
+    """
+    if b"\\u0000" in body or b"\x00" in body:
+        return None
+    try:
+        values = msgspec.structs.asdict(msgspec.convert(data, _Strict))
+    except msgspec.ValidationError:
+        return None
+    for column in _STRICT_TEXT:
+        text = values[column]
+        if text is not None and (not text or text.isspace()):
+            values[column] = None
+    if values["call_id"] is None:
+        return None
+    for column, ms_column in _TIME_PAIRS:
+        ms = values[column]
+        if ms == 0:
+            ms = values[column] = None
+        elif ms is not None:
+            if ms < MIN_TIME_MS:
+                return None
+            values[column] = _EPOCH + timedelta(0, 0, 0, ms)  # positional: the fastest form
+        values[ms_column] = ms
+    if not data.keys() <= _FIELD_NAMES:  # known fields are scalars here: check the others
+        for name, raw in data.items():
+            if name not in _FIELD_NAMES and isinstance(raw, dict | list):
+                if depth(raw) >= MAX_DEPTH:
+                    return None
+    return CallRecord(values["call_id"], values, content_hash(data))
 
 
 def encode(record: Any) -> bytes:
