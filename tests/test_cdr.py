@@ -449,6 +449,7 @@ def test_each_edge_value_of_each_field_gets_the_lenient_answer(field: str) -> No
 def test_well_typed_pushes_take_the_fast_path() -> None:
     """The vendor's example and the realistic benchmark body are taken without coercion (the
     speed of every push depends on it), and a value sent as a string is not."""
+
     def fast(data: dict[str, Any]) -> cdr.CallRecord | None:
         return cdr._strict_record(data, msgspec.json.encode(data))
 

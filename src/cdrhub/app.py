@@ -156,6 +156,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.runtime = runtime
         background = [
             asyncio.create_task(_watch_silence(activity, settings.silence_alert_minutes)),
+            asyncio.create_task(_summarise_pushes(activity)),
             asyncio.create_task(_prune_daily(store, settings.retention_days)),
             asyncio.create_task(_refresh_statistics(store)),
         ]
@@ -216,6 +217,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout_seconds,
         count=observe,
+        log_pushes=settings.log_pushes,
     )
     app.callback_paths = frozenset(settings.callback_paths)
 
@@ -353,6 +355,18 @@ def _document_push(app: FastAPI, paths: list[str]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _summarise_pushes(activity: Activity, every: float = 60.0) -> None:
+    """A line a minute saying how many pushes were answered, and how (nothing when none were).
+
+    The operator's sign of life when the line a push is off (``CDRHUB_LOG_PUSHES``, the default).
+    """
+    while True:
+        await asyncio.sleep(every)
+        line = activity.summary()
+        if line is not None:
+            logging.getLogger("cdrhub.ingest").info("%s in the last %g s", line, every)
 
 
 async def _watch_silence(activity: Activity, minutes: float) -> None:

@@ -258,7 +258,7 @@ def test_a_content_length_shorter_than_the_body(
     The client reads, in order: 200 for the call its Content-Length framed (stored as framed),
     then 400 `invalid_http` naming Content-Length, with `Connection: close`; then the close.
     """
-    server = serve()
+    server = serve(CDRHUB_LOG_PUSHES="true")
     framed = json.dumps({**VENDOR_EXAMPLE, "callId": "short-cl"}).encode()
     trailing = b',"intent":"lost"}'
     request = _push(framed)
@@ -324,9 +324,10 @@ def test_an_app_error_500_keeps_the_connection_or_says_close(
     with store.write_engine.begin() as conn:
         conn.execute(text("ALTER TABLE calls RENAME TO calls_away"))
     wire = Wire(server)
-    wire.send(b"GET /api/calls HTTP/1.1\r\nHost: s\r\nAuthorization: Bearer %s\r\n\r\n" % (
-        api_key.encode()
-    ))
+    wire.send(
+        b"GET /api/calls HTTP/1.1\r\nHost: s\r\nAuthorization: Bearer %s\r\n\r\n"
+        % (api_key.encode())
+    )
     response = wire.response()
     assert response is not None and response.status == 500, response
     assert json.loads(response.body)["error"] == "internal_error"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -15,7 +17,7 @@ from cdrhub.cdr import VENDOR_EXAMPLE
 from cdrhub.settings import Settings
 from cdrhub.store import Push as StorePush
 from cdrhub.store import Store
-from tests.helpers import OTHER_TOKEN, TOKEN, Push
+from tests.helpers import OTHER_TOKEN, TOKEN, Push, Server
 
 
 def test_vendor_example_is_stored_field_for_field(push: Push, store: Store) -> None:
@@ -547,13 +549,62 @@ def test_metrics_can_require_their_own_token(settings: Settings) -> None:
         assert "cdrhub_silent 0.0" in ok.text
 
 
+def test_a_line_a_push_at_info_only_when_asked_for_and_a_summary_a_minute(
+    serve: Callable[..., Server],
+) -> None:
+    """By default a push answered 200 is logged at debug level (a line a push costs about a
+    tenth of the throughput) and refusals as warnings; CDRHUB_LOG_PUSHES=true logs each 200
+    at info."""
+    quiet, verbose = (
+        serve(CDRHUB_LOG_LEVEL="info"),
+        serve(CDRHUB_LOG_LEVEL="info", CDRHUB_LOG_PUSHES="true"),
+    )
+    for server, call_id in ((quiet, "quiet-1"), (verbose, "verbose-1")):
+        url = f"{server.url}/cc/callback"
+        assert httpx.post(url, json={"callId": call_id}, headers={"token": TOKEN}).is_success
+        refused = httpx.post(url, json={"callId": "x", "direction": 9}, headers={"token": TOKEN})
+        assert refused.status_code == 422
+    quiet.stop()
+    verbose.stop()
+    assert "push 200 created call quiet-1" not in quiet.log.read_text()
+    assert "WARNING cdrhub.ingest: push 422 invalid_record" in quiet.log.read_text()
+    assert "INFO cdrhub.ingest: push 200 created call verbose-1" in verbose.log.read_text()
+
+
+def test_the_summary_line_counts_what_was_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The minute's summary says how many pushes arrived and how each was answered, most
+    frequent first, and says nothing for a minute without pushes."""
+    import asyncio
+
+    from cdrhub.app import _summarise_pushes
+    from cdrhub.ops import Activity
+
+    activity = Activity()
+    for result in ["created"] * 1200 + ["duplicate"] * 3 + ["invalid_record"]:
+        activity.record(result)
+    caplog.set_level(logging.INFO, logger="cdrhub.ingest")
+
+    async def a_few_periods() -> None:
+        task = asyncio.create_task(_summarise_pushes(activity, every=0.05))
+        await asyncio.sleep(0.18)
+        task.cancel()
+
+    asyncio.run(a_few_periods())
+    lines = [r.getMessage() for r in caplog.records if r.name == "cdrhub.ingest"]
+    assert lines == [
+        "1,204 pushes: 1,200 created, 3 duplicate, 1 invalid_record in the last 0.05 s"
+    ]
+
+
 def test_json_log_lines_carry_request_fields_but_no_phone_numbers(
     push: Push, caplog: pytest.LogCaptureFixture
 ) -> None:
     """CDRHUB_LOG_FORMAT=json: one object per push with request id, status, callId, latency."""
     from cdrhub.ops.logs import JsonFormatter
 
-    caplog.set_level(logging.INFO, logger="cdrhub.ingest")
+    caplog.set_level(logging.DEBUG, logger="cdrhub.ingest")
     response = push(VENDOR_EXAMPLE)
     [record] = [r for r in caplog.records if r.name == "cdrhub.ingest"]
     line = json.loads(JsonFormatter().format(record))

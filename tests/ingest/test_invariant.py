@@ -39,8 +39,9 @@ _LONE_SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff"]
 hostile_text = st.one_of(
     st.text(max_size=12),
     st.text(st.characters(exclude_categories=()), max_size=12),  # lone surrogates included
-    st.lists(st.sampled_from([*_ODD_CHARACTERS, *_LONE_SURROGATES, "a", "中", "😀"]), max_size=8)
-    .map("".join),
+    st.lists(
+        st.sampled_from([*_ODD_CHARACTERS, *_LONE_SURROGATES, "a", "中", "😀"]), max_size=8
+    ).map("".join),
     # Longer than an index entry may be: CJK text, which PostgreSQL cannot compress below it.
     st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), min_size=500, max_size=1200),
 )
@@ -198,9 +199,7 @@ def test_every_authenticated_push_is_stored_or_quarantined_byte_for_byte(
 
 
 @pytest.fixture
-def live(
-    serve: Callable[..., Server], store: Store
-) -> Any:
+def live(serve: Callable[..., Server], store: Store) -> Any:
     """One real server per database for all of a test's examples, and a keep-alive client."""
     server = serve()
     with httpx.Client(timeout=30) as http:
@@ -337,7 +336,7 @@ def test_call_data_cannot_write_extra_lines_into_the_text_log(
     serve: Callable[..., Server], store: Store
 ) -> None:
     """A callId carrying CR/LF, stored or refused, stays on its own log line, escaped."""
-    server = serve(CDRHUB_LOG_FORMAT="text", CDRHUB_LOG_LEVEL="info")
+    server = serve(CDRHUB_LOG_FORMAT="text", CDRHUB_LOG_LEVEL="info", CDRHUB_LOG_PUSHES="true")
     url = f"{server.url}/cc/callback"
     stored = httpx.post(url, json={"callId": f"a\n{FORGED}"}, headers={"token": TOKEN})
     assert stored.status_code == 200
@@ -435,7 +434,8 @@ def test_the_cli_shows_sender_text_literally_and_without_terminal_escapes(
     shown = runner.invoke(main, ["quarantine", "show", str(store.quarantined()[0]["id"])], env=env)
     assert "\\x1b]0;owned\\x07" in shown.output
     stats = runner.invoke(
-        main, ["stats", "--from", "2025-11-01", "--to", "2025-12-01", "--group-by", "agent"],
+        main,
+        ["stats", "--from", "2025-11-01", "--to", "2025-12-01", "--group-by", "agent"],
         env=env,
     )
     assert stats.exit_code == 0, stats.output

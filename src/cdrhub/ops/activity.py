@@ -10,6 +10,7 @@ Per process: with several workers, each reports what it saw.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from typing import Any
@@ -46,14 +47,28 @@ class Activity:
         self._hours = parse_hours(business_hours)
         self._days = {_DAYS.index(d.strip().lower()[:3]) for d in (business_days or _DAYS)}
         self._zone = ZoneInfo(timezone)
+        self._since_summary: Counter[str] = Counter()
 
     def record(self, result: str) -> None:
         """Note one push answered with ``result`` (an outcome or an error code)."""
+        self._since_summary[result] += 1
         if result in _ACCEPTED:
             self.last_accepted = time.time()
         else:
             self.last_rejected = time.time()
             self.last_rejected_reason = result
+
+    def summary(self) -> str | None:
+        """What was answered since the last call, as a log line's text; None if nothing was.
+
+        ``"1,234 pushes: 1,230 created, 3 duplicate, 1 invalid_record"``, most frequent first.
+        """
+        counts, self._since_summary = self._since_summary, Counter()
+        total = sum(counts.values())
+        if not total:
+            return None
+        parts = ", ".join(f"{n:,} {result}" for result, n in counts.most_common())
+        return f"{total:,} push{'es' if total != 1 else ''}: {parts}"
 
     def silent(self, now: float | None = None) -> bool:
         """No push accepted for the alert time, counted only within business hours now."""
