@@ -257,3 +257,13 @@ def test_paused_rules_are_not_evaluated(push: Push, store: Store, settings: Sett
         assert Evaluator(store, settings).evaluate_once() == []
         rules.set_state(store, "slow", "active")
         assert [t.kind for t in Evaluator(store, settings).evaluate_once()] == ["firing"]
+
+
+def test_the_mask_filter_sits_on_apprises_own_logger() -> None:
+    """The filter is put on Apprise's logger by name, before Apprise is loaded (it loads at
+    the first alert): that name must be the one Apprise logs under."""
+    import apprise
+
+    from cdrhub.alerts import notify
+
+    assert notify._FILTER in logging.getLogger(apprise.LOGGER_NAME).filters

@@ -32,3 +32,20 @@ def test_upgrade_is_idempotent(store_url: str) -> None:
         assert store.schema_status() == (head, head)
     finally:
         store.close()
+
+
+def test_the_head_serve_checks_against_is_alembics_head(store_url: str) -> None:
+    """`serve` checks the schema without loading Alembic: its HEAD must be the newest
+    migration, and its reading of the database's revision must be Alembic's own."""
+    from cdrhub.store import migrate
+
+    assert migrate.HEAD == migrate.alembic_head()
+    store = open_store(store_url)
+    try:
+        assert migrate.current_revision(store.read_engine) is None  # empty: no table yet
+        store.upgrade()
+        with store.read_engine.connect() as conn:
+            alembic_reading = MigrationContext.configure(conn).get_current_revision()
+        assert migrate.current_revision(store.read_engine) == alembic_reading == migrate.HEAD
+    finally:
+        store.close()

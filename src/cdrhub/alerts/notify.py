@@ -14,17 +14,9 @@ import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 from urllib.parse import parse_qs, unquote, urlsplit
-
-with warnings.catch_warnings():
-    # Apprise's attachment code imports the standard library's imghdr, deprecated in 3.11 and
-    # gone in 3.13 (Apprise has its own fallback there); the warning is not ours to act on.
-    # Its plugins load lazily, at the first URL: load them here, where the warning is caught.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*imghdr.*")
-    import apprise
-    from apprise.manager_plugins import NotificationManager
-
-    NotificationManager().load_modules()
 
 from cdrhub.alerts.conditions import ConditionError, _problem
 
@@ -50,8 +42,28 @@ class _MaskSecrets(logging.Filter):
 
 
 _FILTER = _MaskSecrets()
-for _name in (apprise.LOGGER_NAME, "urllib3.connectionpool"):
+for _name in ("apprise", "urllib3.connectionpool"):  # apprise.LOGGER_NAME, a test checks
     logging.getLogger(_name).addFilter(_FILTER)
+
+
+@cache
+def _apprise() -> ModuleType:
+    """Apprise with all its plugins, loaded at the first alert that needs it.
+
+    Not at import: Apprise and the libraries its plugins import (paho-mqtt among them) are
+    over 20 MB of every ``cdrhub serve``, which needs them only once a rule has a target.
+    """
+    with warnings.catch_warnings():
+        # Apprise's attachment code imports the standard library's imghdr, deprecated in 3.11
+        # and gone in 3.13 (Apprise has its own fallback there); not ours to act on. Its
+        # plugins load lazily, at the first URL: load them here, where the warning is caught.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*imghdr.*")
+        import apprise
+        from apprise.manager_plugins import NotificationManager
+
+        NotificationManager().load_modules()
+    return apprise
+
 
 #: Seconds to wait before the 2nd, 3rd ... try of a target that did not take a notification.
 RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0)
@@ -72,7 +84,7 @@ class Delivery:
 
 def check_target(url: str) -> str:
     """``url`` if Apprise can send to it, else a 422 that says what would do."""
-    if not isinstance(url, str) or apprise.Apprise.instantiate(url.strip()) is None:
+    if not isinstance(url, str) or _apprise().Apprise.instantiate(url.strip()) is None:
         shown = mask(url) if isinstance(url, str) else url
         raise _problem(
             "notify",
@@ -125,6 +137,7 @@ def mask_text(text: str, urls: Iterable[str]) -> str:
 
 def _once(url: str, title: str, body: str, notify_type: str) -> tuple[bool, str]:
     """One try at one target: (delivered, what Apprise logged of the exchange)."""
+    apprise = _apprise()
     target = apprise.Apprise.instantiate(url)
     if target is None:
         return False, "not a URL Apprise can send to"

@@ -10,6 +10,7 @@ opens nothing afterwards, and every server process of ``--workers N`` sees the s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -32,8 +33,17 @@ MIN_PASSWORD = 8
 SESSION_LIFETIME = timedelta(hours=12)
 
 _hasher = PasswordHasher()
-#: Verified against when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY = _hasher.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verified against when the name is unknown, so a wrong name costs as long as a wrong
+    password.
+
+    Made at the first sign-in, not at import: Argon2 takes 64 MB and a tenth of a second for
+    it, which every ``cdrhub`` command and server would pay.
+    """
+    return _hasher.hash("not a password of anyone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +111,7 @@ def authenticate(store: Store, name: str, password: str) -> User | None:
         with store.read_engine.connect() as conn:
             row = conn.execute(select(users).where(users.c.name == name)).mappings().first()
     try:
-        _hasher.verify(row["password_hash"] if row else _DUMMY, password)
+        _hasher.verify(row["password_hash"] if row else _dummy(), password)
     except (VerificationError, InvalidHashError):
         return None
     if row is None:

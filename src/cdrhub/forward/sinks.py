@@ -18,15 +18,16 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from cdrhub import __version__
 from cdrhub.forward import schedule
 from cdrhub.forward.destinations import Destination, mask_text
 from cdrhub.forward.events import Event, Renderer
+
+if TYPE_CHECKING:
+    import aiohttp
 
 EXCERPT = 500
 
@@ -94,7 +95,13 @@ class HttpSink:
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
-        """The connection pool, made in the running loop at the first send."""
+        """The connection pool, made in the running loop at the first send.
+
+        aiohttp is imported here, at the first webhook, not with the module: it is about
+        20 MB of every ``cdrhub serve``, most of which forward to no webhook.
+        """
+        import aiohttp
+
         if self._session is None:
             size = self.destination.concurrency
             connector = aiohttp.TCPConnector(limit=size, limit_per_host=size)
@@ -126,8 +133,11 @@ class HttpSink:
             return Result(False, error=refused)
         content, headers = self._request(event)
         timeout = self.destination.timeout_seconds
+        client = self._client()
+        import aiohttp  # loaded by _client
+
         try:
-            async with self._client().post(
+            async with client.post(
                 self.destination.url,
                 data=content,
                 headers=headers,

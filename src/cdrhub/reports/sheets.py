@@ -14,8 +14,6 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-import xlsxwriter
-
 from cdrhub.reports.csvsql import FORMULA_START
 from cdrhub.reports.planning import KIND_OF
 
@@ -55,6 +53,8 @@ def to_xlsx(sheets: Sequence[Sheet]) -> bytes:
     """A workbook with one sheet per ``(title, header, rows)``: bold frozen header row, an
     autofilter, number formats by column (counts, seconds, percentages) and widths that fit."""
     out = io.BytesIO()
+    import xlsxwriter  # here, not at import: 10 MB that only a spreadsheet download needs
+
     book = xlsxwriter.Workbook(out, {"in_memory": True, "strings_to_formulas": False,
                                      "strings_to_urls": False})  # fmt: skip
     bold = book.add_format({"bold": True, "bottom": 1, "bg_color": "#EEF2F7"})
