@@ -10,6 +10,12 @@ table in BENCHMARKS.md.
     python bench/run.py --rounds 5 --write    # what BENCHMARKS.md shows
     python bench/run.py --curve --write       # p50/p99 at 500, 2000, 5000/s and max
     python bench/run.py --curve --rates 500 --no-max --duration 60 --title "Steady load" --write
+    python bench/run.py --targets cdrhub-sqlite@4963c62,cdrhub-sqlite   # before/after a change
+
+A target named ``NAME@REF`` runs the cdrhub of git revision REF (its ``src`` exported into
+the run's temporary directory), so a change is measured against the code before it in the
+same run. Besides pushes/s, each cdrhub run reports the server's CPU time per push (user +
+system, all its processes): on a machine whose load varies between runs, the steadier figure.
 
 Needs wrk (Debian: apt-get install wrk). PostgreSQL targets need CDRHUB_BENCH_POSTGRES_URL
 (default postgresql://postgres@127.0.0.1:5432/postgres) and are skipped when it is unreachable.
@@ -57,6 +63,7 @@ class Result:
     errors: int
     oks: int
     stored: int | None  # rows added during the measured run (cdrhub targets)
+    cpu_us: float | None = None  # server CPU (user + system, every process) per request
 
 
 def free_port() -> int:
@@ -82,6 +89,7 @@ class Target:
 
     def __init__(self, name: str, workdir: Path) -> None:
         self.name = name
+        self.kind, _, self.ref = name.partition("@")
         self.workdir = workdir
         self.port = free_port()
         self.env = {
@@ -100,6 +108,7 @@ class Target:
             process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
+        self.pid = process.pid
         try:
             wait_for(self.port, process, log)
             yield
@@ -126,26 +135,42 @@ class Target:
             "warning",
             "--no-access-log",
         ]
-        if self.name == "ceiling":
+        if self.kind == "ceiling":
             return [*uvicorn, "bench.ceiling:app"]
-        if self.name == "naive":
+        if self.kind == "naive":
             self.env["NAIVE_DB"] = str(self.workdir / f"naive-{uuid.uuid4().hex}.db")
             return [*uvicorn, "bench.naive:app"]
-        if self.name.startswith("cdrhub-sqlite"):
+        if self.kind.startswith("cdrhub-sqlite"):
             self.env["CDRHUB_DATABASE_URL"] = f"sqlite:///{self.workdir}/{uuid.uuid4().hex}.db"
-        elif self.name.startswith("cdrhub-postgres"):
+        elif self.kind.startswith("cdrhub-postgres"):
             self.pg_database = f"cdrhub_bench_{uuid.uuid4().hex[:10]}"
             _pg_admin(f'CREATE DATABASE "{self.pg_database}"')
             self.env["CDRHUB_DATABASE_URL"] = _pg_url(self.pg_database)
-        workers = re.search(r"-(\d+)w$", self.name)
+        workers = re.search(r"-(\d+)w$", self.kind)
         if workers:
             self.env["CDRHUB_WORKERS"] = workers.group(1)
-        if "-journal" in self.name:
+        if "-journal" in self.kind:
             self.env["CDRHUB_JOURNAL"] = "true"
-        subprocess.run(
-            [str(BIN / "cdrhub"), "db", "upgrade"], env=self.env, check=True, capture_output=True
-        )
-        return [str(BIN / "cdrhub"), "serve", "--port", str(self.port)]
+        self.env["CDRHUB_DATA_DIR"] = str(self.workdir / f"data-{uuid.uuid4().hex[:8]}")
+        if self.ref:
+            self.env["PYTHONPATH"] = str(_source_of(self.ref, self.workdir))
+        cdrhub = [str(BIN / "python"), "-m", "cdrhub"]
+        subprocess.run([*cdrhub, "db", "upgrade"], env=self.env, check=True, capture_output=True)
+        return [*cdrhub, "serve", "--port", str(self.port)]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and its worker processes so far."""
+        pids = [self.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.pid:
+                    pids.append(int(stat.parent.name))
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rows(self) -> int | None:
         url = self.env.get("CDRHUB_DATABASE_URL")
@@ -163,6 +188,18 @@ class Target:
         if self.pg_database:
             _pg_admin(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
             self.pg_database = None
+
+
+def _source_of(ref: str, workdir: Path) -> Path:
+    """The ``src`` of git revision ``ref``, exported once per run into ``workdir``."""
+    target = workdir / f"src-{ref}"
+    if not target.exists():
+        target.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", ref, "src"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src"
 
 
 def _pg_url(database: str) -> str:
@@ -214,7 +251,9 @@ def measure(target: Target, seconds: float, connections: int, threads: int) -> R
         wrk(target.port, 2, connections, threads)  # warm-up (imports, caches, pages)
         time.sleep(0.5)
         before = target.rows()
+        cpu_before = target.cpu_seconds()
         r = wrk(target.port, seconds, connections, threads)
+        cpu = target.cpu_seconds() - cpu_before  # the applier's catching up is not counted
         time.sleep(1.0)  # let in-flight pushes land before counting
         if "-journal" in target.name:
             applied_after(target.port)
@@ -230,6 +269,7 @@ def measure(target: Target, seconds: float, connections: int, threads: int) -> R
         errors,
         oks,
         stored,
+        cpu * 1e6 / max(1, r["requests"]),
     )
 
 
@@ -277,7 +317,7 @@ def throughput(args: argparse.Namespace) -> str:
                 check = "" if r.stored is None else f", stored {r.stored} for {r.oks} 200s"
                 print(
                     f"round {round_} {name:>20}: {r.rps:9.0f}/s  p50 {r.p50:7.2f} ms  "
-                    f"p99 {r.p99:7.2f} ms  errors {r.errors}{check}",
+                    f"p99 {r.p99:7.2f} ms  cpu {r.cpu_us:6.1f} us/push  errors {r.errors}{check}",
                     flush=True,
                 )
     return _table(results, args)
@@ -287,9 +327,9 @@ def _table(results: dict[str, list[Result]], args: argparse.Namespace) -> str:
     med = {n: statistics.median(r.rps for r in rs) for n, rs in results.items() if rs}
     ceiling, naive = med.get("ceiling"), med.get("naive")
     lines = [
-        "| target | pushes/s (median) | p50 ms | p99 ms | errors | rows == 200s | "
-        "x ceiling | x naive |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
+        "| target | pushes/s (median) | p50 ms | p99 ms | server CPU us/push | errors | "
+        "rows == 200s | x ceiling | x naive |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for name, rs in results.items():
         if not rs:
@@ -310,7 +350,9 @@ def _table(results: dict[str, list[Result]], args: argparse.Namespace) -> str:
         x_naive = f"{med[name] / naive:.1f}" if naive else "n/a"
         lines.append(
             f"| {name} | {med[name]:,.0f} | {statistics.median(r.p50 for r in rs):.2f} | "
-            f"{statistics.median(r.p99 for r in rs):.2f} | {sum(r.errors for r in rs)} | "
+            f"{statistics.median(r.p99 for r in rs):.2f} | "
+            f"{statistics.median(r.cpu_us for r in rs if r.cpu_us is not None):.0f} | "
+            f"{sum(r.errors for r in rs)} | "
             f"{stored_ok} | {x_ceiling} | {x_naive} |"
         )
     return "\n".join(lines)
@@ -370,7 +412,8 @@ def main() -> None:
         "--targets",
         default="ceiling,cdrhub-sqlite,cdrhub-postgres,naive",
         help="comma-separated: ceiling, naive, cdrhub-sqlite, cdrhub-postgres; a cdrhub target "
-        "takes -journal (CDRHUB_JOURNAL=true) and -Nw (N workers), e.g. cdrhub-sqlite-journal-2w",
+        "takes -journal (CDRHUB_JOURNAL=true) and -Nw (N workers), e.g. cdrhub-sqlite-journal-2w, "
+        "and @REF for the code of git revision REF, e.g. cdrhub-sqlite@HEAD~3",
     )
     parser.add_argument("--curve", action="store_true", help="latency at fixed rates instead")
     parser.add_argument("--rates", default="500,2000,5000", help="rates for --curve")
