@@ -151,6 +151,8 @@ class Target:
             self.env["CDRHUB_WORKERS"] = workers.group(1)
         if "-journal" in self.kind:
             self.env["CDRHUB_JOURNAL"] = "true"
+        if "-thread" in self.kind:
+            self.env["CDRHUB_JOURNAL_APPLIER"] = "thread"
         self.env["CDRHUB_DATA_DIR"] = str(self.workdir / f"data-{uuid.uuid4().hex[:8]}")
         if self.ref:
             self.env["PYTHONPATH"] = str(_source_of(self.ref, self.workdir))
@@ -412,7 +414,8 @@ def main() -> None:
         "--targets",
         default="ceiling,cdrhub-sqlite,cdrhub-postgres,naive",
         help="comma-separated: ceiling, naive, cdrhub-sqlite, cdrhub-postgres; a cdrhub target "
-        "takes -journal (CDRHUB_JOURNAL=true) and -Nw (N workers), e.g. cdrhub-sqlite-journal-2w, "
+        "takes -journal (CDRHUB_JOURNAL=true), -thread (its applier in the server process) and "
+        "-Nw (N workers), e.g. cdrhub-sqlite-journal-2w, "
         "and @REF for the code of git revision REF, e.g. cdrhub-sqlite@HEAD~3",
     )
     parser.add_argument("--curve", action="store_true", help="latency at fixed rates instead")

@@ -33,6 +33,7 @@ from cdrhub.ingest import (
     Spool,
     TokenCheck,
     accepted_tokens,
+    applier_process,
     networks,
 )
 from cdrhub.ops import METRICS_CONTENT_TYPE, Activity, Metrics, configure_logging, memory
@@ -139,7 +140,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         memory.keep_freed_memory(settings.keep_freed_memory_mb)
         store = await run_in_threadpool(prepare_store, settings)
-        journal = Journal(settings.journal_directory, store) if settings.journal else None
+        journal = (
+            Journal(
+                settings.journal_directory,
+                store,
+                link=applier_process(settings.as_environment())
+                if settings.journal_applier == "process"
+                else None,
+            )
+            if settings.journal
+            else None
+        )
         # With a journal the database being away only delays the applier: no spool needed.
         spool = Spool(settings.spool_directory) if settings.spool and journal is None else None
         if spool is not None:

@@ -179,6 +179,12 @@ class Settings(BaseSettings):
         "journal, and store it in the database moments later from a background applier "
         "(docs/ingest.md). Off: the 200 waits for the database commit.",
     )
+    journal_applier: Literal["process", "thread"] = Field(
+        "process",
+        description="Where the journal is applied to the tables: `process`, a process of its "
+        "own beside each server process (it takes another core instead of the server's), or "
+        "`thread`, inside the server process (where processes cannot pass files: Windows).",
+    )
     journal_dir: Path | None = Field(
         None, description="Where journal files live (default: `<data_dir>/journal`)."
     )

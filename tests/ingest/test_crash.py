@@ -37,6 +37,15 @@ def test_sqlite_survives_kill_9() -> None:
     assert result["stored"] == result["acked"]
 
 
+def test_sqlite_with_the_journal_survives_kill_9() -> None:
+    """The same with the push journal and its applier process: every push answered from the
+    journal is in the tables exactly once after repeated kill -9 of the server."""
+    result = _crash("--kills", "4", "--journal")
+    assert result["acked"] > 100
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    assert result["stored"] == result["acked"]
+
+
 @pytest.mark.postgres
 def test_postgres_outage_and_kill_9(postgres_database: str) -> None:
     """PostgreSQL stopped mid-run (pushes spooled) plus kill -9: nothing lost or doubled."""

@@ -182,3 +182,48 @@ def test_applier_lag_is_visible_in_readyz_and_metrics(journal_settings: Settings
         assert store.count_calls() == 3
         assert "cdrhub_journal_seconds_behind 0.0" in client.get("/metrics").text
     blocker.close()
+
+
+def _applier_of(pid: int) -> int | None:
+    """The pid of the journal applier process the server ``pid`` started, if it runs."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            parts = cmdline.read_bytes().split(b"\0")
+            stat = (cmdline.parent / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"cdrhub.ingest.applier" in parts:
+            return int(cmdline.parent.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the applier process in /proc")
+def test_the_applier_process_is_started_again_when_it_dies(
+    serve: Any, store: Store, tmp_path: Path
+) -> None:
+    """The tables are written by a process beside the server; kill -9 of that process loses
+    nothing: the server starts another, which applies from the committed offsets, and /readyz
+    says which applier runs."""
+    import httpx
+
+    server = serve(CDRHUB_JOURNAL="true")
+    url = f"{server.url}/cc/callback"
+    for number in range(3):
+        answer = httpx.post(url, json={"callId": f"first-{number}"}, headers={"token": TOKEN})
+        assert answer.json()["result"] == "accepted"
+    _wait_for(lambda: store.count_calls() == 3)
+    assert httpx.get(f"{server.url}/readyz").json()["checks"]["journal"]["applier"] == "process"
+    first = _applier_of(server.process.pid)
+    assert first is not None
+    os.kill(first, 9)
+    for number in range(3):
+        answer = httpx.post(url, json={"callId": f"after-{number}"}, headers={"token": TOKEN})
+        assert answer.json()["result"] == "accepted"  # the server answers meanwhile
+    _wait_for(lambda: store.count_calls() == 6)
+    second = _applier_of(server.process.pid)
+    assert second is not None and second != first
+    assert store.get_call("first-0")["delivery_count"] == 1  # nothing applied twice
+    server.stop()
+    assert _applier_of(server.process.pid) is None
+    assert "journal applier process ended" in server.log.read_text()

@@ -5,10 +5,12 @@
 size, parse, answer); ``guard`` brakes bad tokens and applies the address allowlist; ``tokens``
 finds the accepted tokens; ``writer`` is the group-commit thread; ``spool`` keeps pushes safe on
 local disk while the database is away; ``journal`` (``CDRHUB_JOURNAL``) acknowledges from a
-synced append and applies to the tables in the background; ``quarantine`` replays refused
+synced append, and ``applier`` applies it to the tables from a process of its own;
+``quarantine`` replays refused
 bodies. Everything is written through :mod:`cdrhub.store`; nothing here reads reports.
 """
 
+from cdrhub.ingest.applier import applier_process
 from cdrhub.ingest.endpoint import CallbackEndpoint, TokenCheck
 from cdrhub.ingest.guard import Guard, client_address, networks
 from cdrhub.ingest.journal import Journal
@@ -36,6 +38,7 @@ __all__ = [
     "Spool",
     "TokenCheck",
     "accepted_tokens",
+    "applier_process",
     "client_address",
     "create_token_file",
     "networks",

@@ -3,9 +3,10 @@
 With ``CDRHUB_JOURNAL=true`` the writer thread appends every valid push to this process's
 journal file (length-prefixed records with a CRC, the raw body inside: :func:`frame`), syncs
 it once for the whole group of pushes waiting at that moment, and only then answers them
-``accepted``. The **applier**, a thread of its own, reads the synced records in file order
-and stores them in large batches through :meth:`Store.write`, which records in the same
-transaction how far the file is applied (``journal_applied``). So:
+``accepted``. The **applier** reads the synced records in file order and stores them in
+large batches through :meth:`Store.write`, which records in the same transaction how far the
+file is applied (``journal_applied``). It is a thread here, or, by default in a server, a
+process of its own fed by :mod:`cdrhub.ingest.applier` (this class runs there too). So:
 
 - a 200 means the body is on disk (the append was synced before the answer);
 - kill -9 at any moment loses nothing acknowledged: on the next start the file, whose owner
@@ -29,10 +30,11 @@ import time
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cdrhub import cdr
 from cdrhub.errors import BadJson, InvalidRecord, StoreFailed, StoreUnavailable
@@ -47,7 +49,19 @@ except ImportError:  # Windows: one process per journal directory
 log = logging.getLogger("cdrhub.journal")
 
 _READ_CHUNK = 4 * 2**20  # bytes read per pass; the applier never holds more than this
+_ADOPT_EVERY = 5.0  # seconds between looks for the files of processes that ended
 _KEEP_IN_MEMORY = 50_000  # pending pushes whose parsed items are kept for the applier
+
+
+class JournalLink(Protocol):
+    """An applier outside this object (a process: :class:`cdrhub.ingest.applier.ApplierLink`),
+    which the writer tells of each new file, each sync and each rotation."""
+
+    def segment(self, segment: _Segment) -> None: ...
+    def synced(self, segment: _Segment) -> None: ...
+    def seal(self, segment: _Segment) -> None: ...
+    def start(self) -> None: ...
+    def stop(self, timeout: float) -> None: ...
 
 
 @dataclass
@@ -74,6 +88,8 @@ class Journal:
         *,
         batch_max: int = 5000,
         segment_bytes: int = 64 * 2**20,
+        link: Callable[[Journal], JournalLink] | None = None,
+        writer: bool = True,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
@@ -92,8 +108,13 @@ class Journal:
         self._retry_at = 0.0
         self._last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="cdrhub-applier", daemon=True)
-        self._adopted = False  # the files of processes that ended are picked up once
-        self._current = self._open_segment()
+        # The files of processes that ended are looked for at the start and every few seconds
+        # after (a worker, or the applier of a server killed a moment ago, may hold them then).
+        self._adopted = False
+        self._next_adoption = 0.0
+        # An applier elsewhere (cdrhub.ingest.applier), told of every segment and sync.
+        self._link = link(self) if link is not None else None
+        self._current = self._open_segment() if writer else None
 
     # -- writing (the writer thread, before the 200s) -------------------------------------------
 
@@ -107,14 +128,19 @@ class Journal:
         segment = _Segment(path, fd)
         with self._lock:
             self._segments.append(segment)
+        if self._link is not None:
+            self._link.segment(segment)
         return segment
 
     def append(self, items: list[Item]) -> None:
         """Write ``items`` and sync them (one fdatasync); raises OSError if the disk will not."""
         segment = self._current
+        assert segment is not None, "an applier-only journal does not append"
         if segment.end >= self._segment_bytes:
             with self._lock:
                 segment.sealed = True
+            if self._link is not None:
+                self._link.seal(segment)
             segment = self._current = self._open_segment()
         data = b"".join(map(frame, items))
         try:
@@ -130,7 +156,11 @@ class Journal:
         with self._lock:
             start = segment.end
             segment.end += len(data)
-            keep = self._pending_records - self._applied_records < _KEEP_IN_MEMORY
+            # The applier thread applies from these; an applier process reads the file.
+            keep = (
+                self._link is None
+                and self._pending_records - self._applied_records < _KEEP_IN_MEMORY
+            )
             self._pending_records += len(items)
             self._appended.append(
                 (
@@ -143,18 +173,25 @@ class Journal:
                 )
             )
             self._lock.notify()
+        if self._link is not None:
+            self._link.synced(segment)
 
     # -- the applier --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Apply in the background, starting with the files of processes that ended."""
-        self._thread.start()
+        if self._link is not None:
+            self._link.start()
+        else:
+            self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Apply what is synced (if the database takes it), then end the applier."""
         with self._lock:
             self._stopping = True
             self._lock.notify()
+        if self._link is not None:
+            self._link.stop(timeout)
         if self._thread.is_alive():
             self._thread.join(timeout)
         for segment in list(self._segments):
@@ -169,20 +206,31 @@ class Journal:
         self._segments.clear()
 
     def _adopt_orphans(self) -> None:
-        offsets = self._store.journal_offsets()
         self._adopted = True
+        self._next_adoption = time.monotonic() + _ADOPT_EVERY
         for path in sorted(self.directory.glob("journal-*.log")):
             if any(s.path == path for s in self._segments):
                 continue
-            fd = os.open(path, os.O_RDWR)
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # applied in full and removed meanwhile
             if fcntl is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     os.close(fd)  # a live process owns it and applies it itself
                     continue
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)  # its owner removed it after applying it, just before our lock
+                continue
+            # Read after the lock: an owner commits its last offset before it lets go.
             size = os.fstat(fd).st_size
-            applied = min(offsets.get(path.name, 0), size)
+            applied = min(self._store.journal_offsets().get(path.name, 0), size)
             segment = _Segment(path, fd, end=size, applied=applied, sealed=True, own=False)
             if size > applied:
                 log.info("applying %d journal byte(s) left in %s", size - applied, path.name)
@@ -203,6 +251,7 @@ class Journal:
                 self._last_error = None
             except StoreUnavailable as exc:
                 self._last_error = exc.detail
+                self._failed(exc.detail)
                 self._retry_at = time.monotonic() + 1.0
                 log.warning("journal not applied yet: %s", exc.detail)
                 if stopping:
@@ -218,7 +267,12 @@ class Journal:
                     if not self._work():
                         return
 
+    def _failed(self, detail: str) -> None:
+        """The database refused a pass (the applier process tells its server)."""
+
     def _work(self) -> bool:
+        if self._adopted and time.monotonic() >= self._next_adoption and not self._stopping:
+            self._adopted = False  # time to look for files whose process has ended
         return not self._adopted or any(
             s.applied < s.end or (s.sealed and s.applied == s.end) for s in self._segments
         )
@@ -365,6 +419,7 @@ class Journal:
             "seconds_behind": 0.0 if oldest is None else round(time.monotonic() - oldest, 3),
             "files": len(self._segments),
             "last_error": self._last_error,
+            "applier": "thread" if self._link is None else "process",
         }
 
 
@@ -410,4 +465,4 @@ def unframe(payload: bytes) -> Item | None:
         )
 
 
-__all__ = ["Journal", "frame", "unframe"]
+__all__ = ["Journal", "JournalLink", "frame", "unframe"]
