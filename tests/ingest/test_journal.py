@@ -193,7 +193,7 @@ def _applier_of(pid: int) -> int | None:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid and b"cdrhub.ingest.applier" in parts:
+        if parent == pid and any(b"cdrhub.ingest.applier" in part for part in parts):
             return int(cmdline.parent.name)
     return None
 

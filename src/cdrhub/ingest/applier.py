@@ -2,7 +2,7 @@
 
 The server process (:class:`ApplierLink`) only appends and syncs journal records; storing
 them, the CPU-heavy half of a push (SQL, commits, the hourly statistics), runs in a child
-process, ``python -m cdrhub.ingest.applier``, so it takes the second core instead of the
+process (:func:`main`), so it takes the second core instead of the
 server's GIL. They talk over a Unix socket pair, one small message each way per group:
 
 - server to applier: ``segment`` (a journal file, with its descriptor attached), ``synced``
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cdrhub.journal")
 
 _MESSAGE_BYTES = 4096  # every message is a short JSON object
+#: The applier's command line (``-m`` would warn: the package imports this module first).
+_CHILD = "import sys; from cdrhub.ingest.applier import main; main(sys.argv)"
 
 
 def _send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
@@ -73,6 +75,7 @@ class ApplierLink:
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self._ready = threading.Event()
 
     # -- what the journal's writer calls (under no lock of the journal's) --------------------
 
@@ -96,15 +99,19 @@ class ApplierLink:
 
     # -- the process --------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, wait: float = 30.0) -> None:
+        """Start the applier and wait (at most ``wait`` s) until it has the database open, so
+        that the first pushes after the server's start are stored as promptly as the rest."""
         self._spawn()
+        if not self._ready.wait(wait):
+            log.warning("the journal applier has not started within %g s; going on", wait)
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         environment = {**os.environ, **self._environment}
         # The applier logs what it does to the server's own stderr, in its format.
         process = subprocess.Popen(
-            [sys.executable, "-m", "cdrhub.ingest.applier", str(theirs.fileno())],
+            [sys.executable, "-c", _CHILD, str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             env=environment,
             stdin=subprocess.DEVNULL,
@@ -137,7 +144,9 @@ class ApplierLink:
             name = message.get("applied") or message.get("removed")
             with journal._lock:
                 segment = next((s for s in journal._segments if s.name == name), None)
-            if "failed" in message:
+            if "ready" in message:
+                self._ready.set()
+            elif "failed" in message:
                 journal._last_error = message["failed"]
             elif segment is not None and "applied" in message:
                 journal._last_error = None
@@ -241,7 +250,7 @@ def applier_process(environment: dict[str, str]) -> Callable[[Journal], ApplierL
 
 
 def main(argv: list[str]) -> None:
-    """``python -m cdrhub.ingest.applier FD``: started by the server, never by hand."""
+    """The applier process's entry (``python -c _CHILD FD``): started by the server only."""
     from cdrhub.ops import configure_logging
     from cdrhub.settings import Settings
     from cdrhub.store import open_store
@@ -255,10 +264,7 @@ def main(argv: list[str]) -> None:
     try:
         journal = _ApplierJournal(settings.journal_directory, store, sock)
         journal.start()
+        _send(sock, {"ready": True})
         journal.serve()
     finally:
         store.close()
-
-
-if __name__ == "__main__":
-    main(sys.argv)
