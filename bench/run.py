@@ -48,7 +48,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token-0123456789"
-LOG_LEVEL = os.environ.get("CDRHUB_BENCH_LOG_LEVEL", "info")  # as users run it: a line a push
+# As users run it: info (a summary line a minute; CDRHUB_LOG_PUSHES=true adds a line a push).
+LOG_LEVEL = os.environ.get("CDRHUB_BENCH_LOG_LEVEL", "info")
 PG_URL = os.environ.get(
     "CDRHUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
