@@ -154,6 +154,8 @@ class Target:
             self.env["CDRHUB_JOURNAL"] = "true"
         if "-thread" in self.kind:
             self.env["CDRHUB_JOURNAL_APPLIER"] = "thread"
+        if "-lines" in self.kind:
+            self.env["CDRHUB_LOG_PUSHES"] = "true"  # an INFO line a push
         self.env["CDRHUB_DATA_DIR"] = str(self.workdir / f"data-{uuid.uuid4().hex[:8]}")
         if self.ref:
             self.env["PYTHONPATH"] = str(_source_of(self.ref, self.workdir))
@@ -424,7 +426,8 @@ def main() -> None:
         "--targets",
         default="ceiling,cdrhub-sqlite,cdrhub-postgres,naive",
         help="comma-separated: ceiling, naive, cdrhub-sqlite, cdrhub-postgres; a cdrhub target "
-        "takes -journal (CDRHUB_JOURNAL=true), -thread (its applier in the server process) and "
+        "takes -journal (CDRHUB_JOURNAL=true), -thread (its applier in the server process), "
+        "-lines (CDRHUB_LOG_PUSHES=true) and "
         "-Nw (N workers), e.g. cdrhub-sqlite-journal-2w, "
         "and @REF for the code of git revision REF, e.g. cdrhub-sqlite@HEAD~3",
     )
