@@ -1,11 +1,14 @@
 -- wrk script: realistic NXCC call-log pushes, every callId unique across threads and runs.
 -- Usage: wrk -t2 -c64 -d10s -s bench/push.lua http://127.0.0.1:8080 -- TOKEN [PATH] [RATE CONNS]
+--        [SPREAD]
 -- RATE (pushes/s in total) and CONNS (wrk -c) pace each connection with delay(), for the
--- latency curve; without them wrk sends as fast as the server answers.
+-- latency curve; without them wrk sends as fast as the server answers ("-" for RATE and CONNS
+-- means unpaced). SPREAD (seconds, default 600) is how far back start times reach: a larger
+-- one spreads the calls over many hours, as weeks of traffic are (bench/memory.py).
 -- done() prints one JSON line starting with "RESULT " for bench/run.py to read.
 
 local threads = {}
-local token, path, rate, connections = "bench-token", "/cc/callback", nil, 1
+local token, path, rate, connections, spread = "bench-token", "/cc/callback", nil, 1, 600
 
 function setup(thread)
   thread:set("tid", #threads + 1)
@@ -17,6 +20,7 @@ function init(args)
   path = args[2] or path
   rate = tonumber(args[3])
   connections = tonumber(args[4]) or 1
+  spread = tonumber(args[5]) or 600
   math.randomseed(os.time() * 1000 + tid * 7919)
   prefix = string.format("%x-%d-%x", os.time(), tid, math.random(0, 2^30))
   counter = 0
@@ -30,7 +34,7 @@ function request()
   counter = counter + 1
   -- NXCC pushes a call when it ends, so start times arrive roughly in order: now, minus the
   -- call's length (up to ten minutes).
-  local now = (os.time() * 1000) - math.random(0, 600000)
+  local now = (os.time() * 1000) - math.random(0, spread * 1000)
   local answered = math.random() < 0.7
   local direction = math.random(0, 2)
   local queued = now + math.random(0, 3000)
