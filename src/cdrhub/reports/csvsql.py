@@ -250,9 +250,13 @@ class _SqliteTimes:
 
     @staticmethod
     def _text_leaf(name: str, offset: int) -> str:
-        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): the ms are characters 21-23.
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): the ms are characters 21-23. The
+        # seconds go to strftime without their fraction: it reads a time to the nearest ms,
+        # so .9995 s and more rounded up into the next second, and 12:00:00.999600 came out
+        # as 12:00:01.999. Truncated, as PostgreSQL's to_char and Python's isoformat do.
         return (
-            f"strftime('%Y-%m-%dT%H:%M:%S', {name}, '{offset // 1000:+d} seconds') || '.' || "
+            f"strftime('%Y-%m-%dT%H:%M:%S', substr({name}, 1, 19), "
+            f"'{offset // 1000:+d} seconds') || '.' || "
             f"substr({name}, 21, 3) || '{zones.offset_text(offset)}'"
         )
 
