@@ -1,25 +1,37 @@
 """How fast is the CSV export of every call, and what does it hold in memory?
 
-Usage: python bench/export.py DATABASE_URL [--runs 3] [--tz Asia/Shanghai]
+Usage: python bench/export.py DATABASE_URL [--runs 3] [--tz Asia/Shanghai] [--baseline REF]
 
 Each run is one full export to /dev/null through ``export.stream`` (what the API, the CLI
-and the dashboard call) in a fresh child process, whose peak RSS is its ``VmHWM``. The
-**baseline**, in the same run and interleaved with it: the export as cdrhub ran it before
-it sliced the work (one connection, one query: ``workers=1``, the SQL unchanged). Prints
-the median of the runs and each run, as Markdown rows for BENCHMARKS.md.
+and the dashboard call) in a fresh child process, whose peak RSS is its ``VmHWM``. In the
+same run, interleaved (a slower minute of a shared machine hits every variant):
+
+- ``sliced``: today's export, slices on 2 connections (``csvsql.WORKERS = 2``);
+- ``1 connection``: the same SQL on one connection (``WORKERS = 1``);
+- ``baseline``: the export as it was before this work, ``reports/csvsql.py`` of git
+  ``REF`` (default 4963c62) loaded in place of today's.
+
+Prints the median and each run as Markdown rows for BENCHMARKS.md, and whether the sliced
+and one-connection outputs were identical (SHA-256) in every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {"sliced": "CSV export, 2 connections", "one": "same SQL, 1 connection",
+            "baseline": "baseline: the export before (git {ref})"}  # fmt: skip
 
 
 def main() -> None:
@@ -27,36 +39,55 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tz", default="Asia/Shanghai")
-    parser.add_argument("--once", type=int, metavar="WORKERS", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", default="4963c62", metavar="REF")
+    parser.add_argument("--once", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.once is not None:
-        once(args.url, args.once, ZoneInfo(args.tz))
+    if args.once:
+        once(args.url, args.once, ZoneInfo(args.tz), args.baseline)
         return
-    results: dict[int, list[tuple[float, int, str]]] = {1: [], 2: []}
+    results: dict[str, list[tuple[float, int, str]]] = {v: [] for v in VARIANTS}
     for _ in range(args.runs):
-        for workers in (2, 1):  # interleaved: a slower minute of the machine hits both
+        for variant in VARIANTS:
             out = subprocess.run(
-                [sys.executable, __file__, args.url, "--tz", args.tz, "--once", str(workers)],
+                [sys.executable, __file__, args.url, "--tz", args.tz, "--baseline",
+                 args.baseline, "--once", variant],
                 check=True, capture_output=True, text=True,
             ).stdout.split()  # fmt: skip
-            results[workers].append((float(out[0]), int(out[1]) // 1024, out[2]))
-    digests = {r[2] for rs in results.values() for r in rs}
-    kind = args.url.split(":")[0]
-    for workers, label in ((2, "CSV export, 2 connections"), (1, "baseline: 1 connection")):
-        runs = results[workers]
+            results[variant].append((float(out[0]), int(out[1]) // 1024, out[2]))
+    kind = args.url.split(":")[0].split("+")[0]
+    for variant, label in VARIANTS.items():
+        runs = results[variant]
         seconds = statistics.median(r[0] for r in runs)
         peak = max(r[1] for r in runs)
         each = ", ".join(f"{r[0]:.1f}" for r in runs)
-        print(f"| {kind} | {label} | median {seconds:.1f} s ({each}) | peak RSS {peak} MB |")
-    print(f"identical output in every run: {len(digests) == 1} (sha256 {min(digests)[:16]})")
+        print(
+            f"| {kind} | {label.format(ref=args.baseline)} | median {seconds:.1f} s "
+            f"({each}) | peak RSS {peak} MB |"
+        )
+    same = {r[2] for v in ("sliced", "one") for r in results[v]}
+    print(f"sliced == one connection, every run: {len(same) == 1}")
+    print(f"baseline bytes == today's: {same == {r[2] for r in results['baseline']}}")
 
 
-def once(url: str, workers: int, tz: ZoneInfo) -> None:
+def once(url: str, variant: str, tz: ZoneInfo, ref: str) -> None:
     """One export to /dev/null: prints seconds, peak RSS in kB and the output's SHA-256."""
     from cdrhub.reports import csvsql, export, query
     from cdrhub.store import open_store
 
-    csvsql.WORKERS = workers
+    if variant == "baseline":
+        source = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{ref}:src/cdrhub/reports/csvsql.py"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        path = Path(tempfile.mkdtemp()) / "csvsql_before.py"
+        path.write_bytes(source)
+        spec = importlib.util.spec_from_file_location("csvsql_before", path)
+        assert spec is not None and spec.loader is not None
+        before = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(before)
+        export.csvsql = before  # type: ignore[attr-defined]
+    else:
+        csvsql.WORKERS = 2 if variant == "sliced" else 1
     store = open_store(url)
     digest = hashlib.sha256()
     started = time.perf_counter()
