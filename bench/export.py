@@ -11,8 +11,10 @@ same run, interleaved (a slower minute of a shared machine hits every variant):
 - ``baseline``: the export as it was before this work, ``reports/csvsql.py`` of git
   ``REF`` (default 4963c62) loaded in place of today's.
 
-Prints the median and each run as Markdown rows for BENCHMARKS.md, and whether the sliced
-and one-connection outputs were identical (SHA-256) in every run.
+Prints the median and each run as Markdown rows for BENCHMARKS.md, whether the sliced
+and one-connection outputs were identical (SHA-256) in every run, and the CPU time of the
+exporting process and its children (on SQLite all the formatting; on PostgreSQL only the
+client's part, the server's backends are not counted).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import hashlib
 import importlib.util
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,7 +48,7 @@ def main() -> None:
     if args.once:
         once(args.url, args.once, ZoneInfo(args.tz), args.baseline)
         return
-    results: dict[str, list[tuple[float, int, str]]] = {v: [] for v in VARIANTS}
+    results: dict[str, list[tuple[float, int, str, float]]] = {v: [] for v in VARIANTS}
     for _ in range(args.runs):
         for variant in VARIANTS:
             out = subprocess.run(
@@ -53,16 +56,17 @@ def main() -> None:
                  args.baseline, "--once", variant],
                 check=True, capture_output=True, text=True,
             ).stdout.split()  # fmt: skip
-            results[variant].append((float(out[0]), int(out[1]) // 1024, out[2]))
+            results[variant].append((float(out[0]), int(out[1]) // 1024, out[2], float(out[3])))
     kind = args.url.split(":")[0].split("+")[0]
     for variant, label in VARIANTS.items():
         runs = results[variant]
         seconds = statistics.median(r[0] for r in runs)
         peak = max(r[1] for r in runs)
         each = ", ".join(f"{r[0]:.1f}" for r in runs)
+        cpu = statistics.median(r[3] for r in runs)
         print(
             f"| {kind} | {label.format(ref=args.baseline)} | median {seconds:.1f} s "
-            f"({each}) | peak RSS {peak} MB |"
+            f"({each}) | peak RSS {peak} MB | CPU {cpu:.1f} s |"
         )
     same = {r[2] for v in ("sliced", "one") for r in results[v]}
     print(f"sliced == one connection, every run: {len(same) == 1}")
@@ -98,7 +102,9 @@ def once(url: str, variant: str, tz: ZoneInfo, ref: str) -> None:
     seconds = time.perf_counter() - started
     peak = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
     assert peak is not None
-    print(seconds, peak[1], digest.hexdigest())
+    used = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in used)  # SQLite's child processes included
+    print(seconds, peak[1], digest.hexdigest(), cpu)
     store.close()
 
 
