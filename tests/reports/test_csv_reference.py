@@ -5,6 +5,7 @@ in one slice and in many (the sliced export on several connections must not chan
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -159,3 +160,21 @@ def test_sliced_export_reads_one_snapshot(
     exported = b"".join([first, *(chunk for chunk, _ in chunks)])
     assert exported == before.split(b"\n", 1)[1]  # without the header
     assert b"late" not in exported and b"corrected" not in exported
+
+
+def test_abandoned_sliced_export_frees_everything(
+    store: Store, push: Push, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A download closed mid-export stops its threads and child processes and gives the
+    connections back: the next export is whole, and the first one is not going on."""
+    monkeypatch.setattr(csvsql, "SLICE_ROWS", 3)
+    for i in range(30):
+        assert push(call(f"a{i:02d}", f"2026-11-20T01:{i:02d}:00")).status_code == 200
+    tz = ZoneInfo("UTC")
+    for _ in range(3):
+        abandoned = csvsql.lines(store, CallFilter(), tz, batch=1)
+        next(abandoned)
+        abandoned.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("cdrhub-csv-")]
+    whole = b"".join(chunk for chunk, _ in csvsql.lines(store, CallFilter(), tz))
+    assert whole == reference_csv(store, tz).split(b"\n", 1)[1]
