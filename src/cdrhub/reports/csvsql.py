@@ -78,7 +78,8 @@ def lines(
     Chunks hold about ``batch`` rows each, so memory stays constant whatever the export's size.
     With ``workers`` above 1 the calls are cut into slices of about ``slice_rows`` by start
     time, formatted on that many connections that all read one snapshot of the database, and
-    sent in order: the same bytes as one connection gives, in about half the time on 2 cores.
+    sent in order: the same bytes as one connection gives, in less time when a second core
+    is free (on SQLite the connections are child processes: ``_csvworker``; BENCHMARKS.md).
     """
     workers = WORKERS if workers is None else workers  # read now: tests and benches set them
     slice_rows = SLICE_ROWS if slice_rows is None else slice_rows
@@ -157,8 +158,8 @@ def _slice_conditions(part: Slice, stored: bool) -> list[ColumnElement[bool]]:
 def _in_order(readers: list[Reader], slices: list[Slice], batch: int, slice_rows: int) -> Lines:
     """Slice ``i`` is read by ``readers[i % len(readers)]`` in its own thread; the chunks come
     out slice by slice, in order. A reader runs at most about one slice ahead (a bounded queue),
-    so memory stays bounded whatever the export's size. The database steps each query with the
-    GIL released (sqlite3 and psycopg both), which is where the time goes."""
+    so memory stays bounded whatever the export's size. The threads mostly wait, with the GIL
+    released: the formatting happens in PostgreSQL's backends or in SQLite's child processes."""
     if len(readers) == 1 or len(slices) == 1:
         for part in slices:
             yield from readers[0](part)
