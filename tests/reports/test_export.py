@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from cdrhub.reports.query import CallFilter
 from cdrhub.settings import Settings
 from cdrhub.store import Push as StorePush
 from cdrhub.store import Store
+from cdrhub.store.schema import calls
 from tests.helpers import Api, Push
 from tests.helpers.calls import call, ms
 
@@ -257,3 +259,22 @@ def test_csv_export_applies_every_kind_of_filter(api: Api, loaded: None) -> None
     ):
         raw = api("/api/export", format="csv", **params).content.decode("utf-8-sig")
         assert [row["call_id"] for row in csv.DictReader(io.StringIO(raw))] == expected, params
+
+
+@pytest.mark.parametrize("micro", [999_500, 999_600, 999_999])
+def test_csv_truncates_bookkeeping_times_to_the_ms(
+    api: Api, push: Push, store: Store, micro: int
+) -> None:
+    """A received_at of 23:59:59.9995 or later is 23:59:59.999 in the CSV on both databases,
+    as the API shows it (SQLite's strftime read it to the nearest ms: the next day, .999)."""
+    push(call("r1", "2026-11-24T01:00:00"))
+    moment = datetime(2026, 11, 24, 15, 59, 59, micro, tzinfo=UTC)  # 23:59:59 in Shanghai
+    with store.write_engine.begin() as conn:
+        conn.execute(
+            calls.update().values(received_at=moment, updated_at=moment, last_received_at=moment)
+        )
+    raw = api("/api/export", format="csv", tz="Asia/Shanghai").content.decode("utf-8-sig")
+    (row,) = csv.DictReader(io.StringIO(raw, newline=""))
+    (item,) = api("/api/calls", tz="Asia/Shanghai").json()["items"]
+    for name in ("received_at", "updated_at", "last_received_at"):
+        assert row[name] == "2026-11-24T23:59:59.999+08:00" == item[name], name
