@@ -297,8 +297,8 @@ def test_hostile_labels_stay_text_in_titles_tooltips_and_data_islands(hostile: S
     for sel in ("#reasons .name", "#aicc-tasks .name", "#aicc-intents .name", "#agents td.name a"):
         titles = {el.get_attribute("title") for el in page.query_selector_all(sel)}
         assert set(EVIL) <= titles, sel
-    today = datetime.now(UTC).astimezone(ZoneInfo(ZONE))
-    _hover(page, "volume", _island(page, "volume")["keys"].index(f"{today:%Y-%m-%dT%H}:00+08:00"))
+    hour = datetime.now(UTC).astimezone(ZoneInfo(ZONE)).replace(minute=0, second=0, microsecond=0)
+    _hover(page, "volume", _island(page, "volume")["keys"].index(hour.isoformat("T", "minutes")))
     # Nothing executable came from the data: no element but the page's own scripts and islands.
     scripts = page.eval_on_selector_all(
         "script", "ss => ss.map(s => s.getAttribute('type') || s.getAttribute('src'))"
