@@ -154,12 +154,7 @@ class ApplierLink:
                 for listener in journal._store.listeners:  # e.g. forwarding: new events
                     listener()
             elif segment is not None and "removed" in message:
-                with journal._lock:
-                    if segment in journal._segments:
-                        journal._segments.remove(segment)
-                    if segment.fd >= 0:
-                        os.close(segment.fd)
-                        segment.fd = -1
+                journal._release(segment)  # the applier deleted it and forgot its offset
         process.wait()
         with self._send_lock:
             if self._sock is sock:

@@ -395,13 +395,17 @@ class Journal:
             ):
                 self._applied_records += self._appended.popleft()[4]
 
-    def _remove(self, segment: _Segment) -> None:
+    def _release(self, segment: _Segment) -> None:
+        """Stop tracking ``segment`` and close it (its lock goes with its last descriptor)."""
         with self._lock:
             if segment in self._segments:
                 self._segments.remove(segment)
                 if segment.fd >= 0:
                     os.close(segment.fd)
                     segment.fd = -1
+
+    def _remove(self, segment: _Segment) -> None:
+        self._release(segment)
         segment.path.unlink(missing_ok=True)
         self._store.forget_journal(segment.name)
 
