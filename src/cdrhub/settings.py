@@ -14,8 +14,8 @@ import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -370,11 +370,12 @@ class Settings(BaseSettings):
         """Refused here, not at the first pull: a URL without its scheme would otherwise be
         retried as a network error, and a malformed one end in a traceback."""
         example = "such as https://api2.nxcloud.com"
-        try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL as exc:
+        try:  # urllib, not httpx: this runs at every start, and a server may never pull
+            url = urlsplit(value)
+            url.port  # noqa: B018 (a port that is not a number raises here)
+        except ValueError as exc:
             raise ValueError(f"{value!r} is not a URL ({exc}); use one {example}") from None
-        if url.scheme not in ("http", "https") or not url.host:
+        if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"{value!r} must be an https:// (or http://) URL {example}")
         return value
 

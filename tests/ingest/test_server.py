@@ -318,11 +318,13 @@ class TestForwardedFor:
 
 
 def test_a_running_server_has_not_loaded_what_only_some_features_need(tmp_path: Path) -> None:
-    """Alembic (schema upgrades), Apprise (alert targets), aiohttp (webhooks) and XlsxWriter
-    (spreadsheets) are loaded by the feature that needs them, not by every `cdrhub serve`:
-    together they were over 60 MB of its memory, and the push path's goal is 100 MB."""
+    """Alembic (schema upgrades), Apprise (alert targets), aiohttp (webhooks), XlsxWriter
+    (spreadsheets) and httpx (NXCC pulls, `cdrhub push`) are loaded by the feature that
+    needs them, not by every `cdrhub serve`: together they were over 60 MB of its memory,
+    and the push path's goal is 100 MB."""
     script = (
         "import asyncio, sys\n"
+        "import cdrhub.cli  # what `cdrhub serve` imports first\n"
         "from cdrhub.app import create_app\n"
         "from cdrhub.settings import Settings\n"
         "app = create_app(Settings())\n"
@@ -331,7 +333,7 @@ def test_a_running_server_has_not_loaded_what_only_some_features_need(tmp_path: 
         "        await asyncio.sleep(0.5)\n"
         "asyncio.run(main())\n"
         "print(sorted({m.split('.')[0] for m in sys.modules}"
-        " & {'alembic', 'apprise', 'aiohttp', 'xlsxwriter', 'paho'}))\n"
+        " & {'alembic', 'apprise', 'aiohttp', 'xlsxwriter', 'paho', 'httpx'}))\n"
     )
     url = f"sqlite:///{tmp_path}/c.db"
     env = {**os.environ, "CDRHUB_DATABASE_URL": url, "CDRHUB_TOKENS": TOKEN}

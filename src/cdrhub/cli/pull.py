@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -78,6 +77,8 @@ def simulate(
                 if not tokens:
                     raise click.ClickException("no token to send: pass --token")
                 token = tokens[0]
+            import httpx  # here, not at import: every `cdrhub` command would pay for it
+
             with httpx.Client(timeout=30) as http:
                 started = time.monotonic()
                 for i, body in enumerate(bodies):

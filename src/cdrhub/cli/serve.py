@@ -8,7 +8,6 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
 
 from cdrhub import __version__, cdr
 from cdrhub.ingest import accepted_tokens, session_secret_source, token_source
@@ -104,6 +103,8 @@ def send(settings: Settings, file: Any, url: str | None, token: str | None, new_
                 "to generate data/token)"
             )
         token = tokens[0]
+    import httpx  # here, not at import: every `cdrhub` command would pay for it
+
     try:
         response = httpx.post(
             target,

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 if TYPE_CHECKING:
+    import httpx
+
     from cdrhub.settings import Settings
 
 log = logging.getLogger("cdrhub.nxcc")  # the name operators filter logs by; kept across moves
@@ -182,6 +182,8 @@ class Client:
             )
         self._url = gateway.rstrip("/") + PATH
         self._key, self._secret = access_key, access_secret
+        import httpx  # here: a server that never pulls does not hold it
+
         self._http = httpx.Client(timeout=timeout)
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._retries, self._backoff = retries, backoff
@@ -242,6 +244,8 @@ class Client:
         }
         headers["sign"] = sign(headers, body, self._secret)
         headers["Content-Type"] = "application/json"
+        import httpx  # imported by __init__ already: a dict lookup
+
         try:
             self.requests += 1
             response = self._http.post(self._url, content=body.encode(), headers=headers)
