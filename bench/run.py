@@ -165,13 +165,8 @@ class Target:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server and its worker processes so far."""
-        pids = [self.pid]
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, IndexError):
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.pid:
-                    pids.append(int(stat.parent.name))
         total = 0
-        for pid in pids:
+        for pid in family(self.pid):
             with contextlib.suppress(OSError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 total += int(fields[11]) + int(fields[12])
@@ -193,6 +188,16 @@ class Target:
         if self.pg_database:
             _pg_admin(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
             self.pg_database = None
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and its child processes (workers, the journal's applier), from /proc."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                pids.append(int(stat.parent.name))
+    return pids
 
 
 def _source_of(ref: str, workdir: Path) -> Path:

@@ -2,10 +2,11 @@
 
 Loads a server that is already running with wrk and bench/push.lua, and reads every thread's
 CPU time (user and system, from /proc) before and after: the split a profiler's samples only
-estimate. Pass the server's pid and, with the journal, its applier process's pid too:
+estimate. Pass the server's pid; its child processes (the journal's applier, workers) are
+found and counted too:
 
     CDRHUB_JOURNAL=true CDRHUB_TOKENS=bench-token-0123456789 cdrhub serve --port 8765 &
-    python bench/threads.py --port 8765 $(pgrep -f "cdrhub serve") $(pgrep -f cdrhub.ingest.applier)
+    python bench/threads.py --port 8765 $(pgrep -f "cdrhub serve")
 
 Linux only (/proc). Needs wrk (Debian: apt-get install wrk).
 """
@@ -13,13 +14,13 @@ Linux only (/proc). Needs wrk (Debian: apt-get install wrk).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
+import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "bench-token-0123456789"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import family, wrk  # bench/ is not a package: run.py is found by the path above
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -40,23 +41,15 @@ def cpu_by_thread(pids: list[int]) -> dict[tuple[int, int, str], tuple[float, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pids", type=int, nargs="+", help="the server's pid (and its applier's)")
+    parser.add_argument("pid", type=int, help="the server's pid (its children are found)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load (10)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
-    parser.add_argument("--token", default=TOKEN)
-    parser.add_argument("--path", default="/cc/callback")
     args = parser.parse_args()
-    before = cpu_by_thread(args.pids)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "10s",
-         "-s", str(ROOT / "bench" / "push.lua"), f"http://127.0.0.1:{args.port}",
-         "--", args.token, args.path],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    after = cpu_by_thread(args.pids)
-    line = next(li for li in out.splitlines() if li.startswith("RESULT "))
-    result = json.loads(line.removeprefix("RESULT "))
+    pids = family(args.pid)
+    before = cpu_by_thread(pids)
+    result = wrk(args.port, args.duration, args.connections, threads=1)
+    after = cpu_by_thread(pids)
     pushes = max(1, int(result["requests"]))
     print(f"{pushes / args.duration:,.0f} pushes/s, p99 {result['p99_ms']:.1f} ms, "
           f"{result['non2xx']} not 200")  # fmt: skip
