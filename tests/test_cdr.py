@@ -414,6 +414,25 @@ def _assert_same_answer(data: dict[str, Any]) -> None:
         assert got.fields == expected.fields
     else:
         assert got == expected
+    _assert_check_agrees(body)
+
+
+def _assert_check_agrees(body: bytes) -> None:
+    """cdr.check (what the push endpoint runs) gives parse's verdict: its callId, or the
+    same refusal naming the same fields."""
+    try:
+        expected: str | BadJson | InvalidRecord = cdr.parse(body).call_id
+    except (BadJson, InvalidRecord) as error:
+        expected = error
+    try:
+        got: str | BadJson | InvalidRecord = cdr.check(body)
+    except (BadJson, InvalidRecord) as error:
+        got = error
+    if isinstance(expected, str):
+        assert got == expected
+    else:
+        assert type(got) is type(expected)
+        assert got.body() == expected.body()
 
 
 _FULL = {
@@ -457,3 +476,48 @@ def test_well_typed_pushes_take_the_fast_path() -> None:
     assert fast(dict(_FULL)) == cdr.to_record(_FULL)
     assert fast({**cdr.VENDOR_EXAMPLE, "direction": "2"}) is None
     assert fast({**cdr.VENDOR_EXAMPLE, "answerTime": 0, "other": ""}) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"callId":"a","callId":"b"}',
+        b'{"callId":"a","direction":"x","direction":1}',
+        b'{"callId":"a","direction":1,"direction":"x"}',
+        b'{"callId":"  "}',
+        b'{"callId":""}',
+        b'{"callId":null}',
+        b'{"callId":"a","startTime":1}',
+        b'{"callId":"a","startTime":0}',
+        b'{"callId":"a\\u0000"}',
+        b'{"callId":"a","other":"{\\"x\\":[1]}"}',
+        b'{"callId":"a","extra":{"b":[1,{"c":2}]}}',
+        b'{"callId":"a"',
+        b'["callId"]',
+        b'{"callId":"a","answered":1}',
+        b'{"callId":"a","totalCustomerPrice":1}',
+        b'{"callId":"a","hangupCode":2147483648}',
+        b"\xff",
+        b"",
+    ],
+)
+def test_check_gives_parse_verdict_on_edge_bodies(body: bytes) -> None:
+    """Bodies the struct decode reads differently from a dict (repeated keys, the last one
+    winning), blank or missing callIds, out-of-range times, NULs, nesting and bad JSON: the
+    endpoint's cdr.check answers exactly as cdr.parse does."""
+    _assert_check_agrees(body)
+
+
+def test_check_takes_the_benchmark_body_without_building_a_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A realistic well-typed push is checked without cdr.parse (the speed of every push
+    depends on it); one with a value sent as a string falls back to parse."""
+    calls: list[bytes] = []
+    real = cdr.parse
+    monkeypatch.setattr(cdr, "parse", lambda body: calls.append(body) or real(body))
+    assert cdr.check(msgspec.json.encode(_FULL)) == _FULL["callId"]
+    assert calls == []
+    sloppy = msgspec.json.encode({**_FULL, "direction": "2"})
+    assert cdr.check(sloppy) == _FULL["callId"]
+    assert calls == [sloppy]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -373,6 +374,42 @@ def parse(body: bytes) -> CallRecord:
     return _strict_record(data, body) or to_record(data)
 
 
+def check(body: bytes) -> str:
+    """The callId of a body :func:`parse` accepts, or what :func:`parse` raises; no record built.
+
+    The push endpoint needs only the verdict (200, or 400/422 and the quarantine) and the
+    callId to answer with; the record itself is built where it is stored (the writer thread,
+    or the journal's applier, which reads the body again anyway). For a well-typed push with
+    no nested values this is one msgspec decode into a struct, checked in C, several times
+    cheaper than building the record (12 us against 2 us, issue 15's profile). Anything it
+    does not take as it is goes through :func:`parse` itself, so the answer is always
+    ``parse``'s: ``tests/test_cdr.py`` holds the two to that.
+    """
+    # A nested value (only an unknown field can hold one) needs parse's depth check, and a
+    # NUL needs its refusal: both are left to parse. "{" or "[" inside a string only means
+    # the slower, same answer.
+    if (
+        body.count(b"{") == 1
+        and b"[" not in body
+        and b"\\u0000" not in body
+        and b"\x00" not in body
+    ):
+        try:
+            strict = msgspec.json.decode(body, type=_Strict)
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+            strict = None
+        if strict is not None:
+            call_id = strict.call_id
+            if (
+                call_id is not None
+                and call_id
+                and not call_id.isspace()
+                and all(ms is None or ms == 0 or ms >= MIN_TIME_MS for ms in _strict_times(strict))
+            ):
+                return call_id
+    return parse(body).call_id
+
+
 def _strict_type(field: Field) -> Any:
     """The JSON type (and range, checked by msgspec in C) a field's converter takes as it is.
 
@@ -407,6 +444,7 @@ _Strict = msgspec.defstruct(
     [(f.column, _strict_type(f), None) for f in FIELDS],
     rename={f.column: f.name for f in FIELDS},
 )
+_strict_times = operator.attrgetter(*TIME_COLUMNS)
 _STRICT_TEXT = tuple(f.column for f in FIELDS if f.convert in (_text, _indexed_text, _pass_through))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cdrhub.cdr import CallRecord
+from cdrhub.cdr import CallRecord, parse
 
 Outcome = Literal["created", "duplicate", "updated", "stale", "spooled", "accepted"]
 """What storing a push did.
@@ -28,14 +28,65 @@ the others (see ``cdrhub.ingest.journal``).
 Source = Literal["push", "import", "replay"]
 
 
-@dataclass(frozen=True, slots=True)
 class Push:
-    """A valid call log to store, with the exact bytes it arrived as."""
+    """A valid call log to store, with the exact bytes it arrived as.
 
-    record: CallRecord
+    ``record`` may be given as None by a caller that has only checked the body
+    (:func:`cdrhub.cdr.check`): it is then built from ``body`` the first time it is read. The
+    push endpoint does this, so with the journal's applier process the server never builds a
+    record at all (the applier reads the body again), and on the direct path the writer
+    thread builds it, not the event loop. Immutable, like the record it carries.
+    """
+
+    __slots__ = ("_record", "body", "received_at", "source")
+
+    _record: CallRecord | None
     body: bytes
-    source: Source = "push"
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    source: Source
+    received_at: datetime
+
+    def __init__(
+        self,
+        record: CallRecord | None,
+        body: bytes,
+        source: Source = "push",
+        received_at: datetime | None = None,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "_record", record)
+        setter(self, "body", body)
+        setter(self, "source", source)
+        setter(self, "received_at", received_at or datetime.now(UTC))
+
+    @property
+    def record(self) -> CallRecord:
+        """The typed record; built from ``body`` on first use when none was given."""
+        record = self._record
+        if record is None:
+            record = parse(self.body)
+            object.__setattr__(self, "_record", record)
+        return record
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Push is immutable (cannot set {name})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Push):
+            return NotImplemented
+        return (self.record, self.body, self.source, self.received_at) == (
+            other.record,
+            other.body,
+            other.source,
+            other.received_at,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking equality, as the dataclass had
+
+    def __repr__(self) -> str:
+        return (
+            f"Push(record={self._record!r}, body={self.body!r}, source={self.source!r},"
+            f" received_at={self.received_at!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
