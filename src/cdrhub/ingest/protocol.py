@@ -25,12 +25,94 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import httptools
 import msgspec
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 log = logging.getLogger("cdrhub.server")  # the name operators filter logs by; kept across moves
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request cycle, answering a response of known length in one socket write.
+
+    uvicorn writes the status line and headers the moment the app sends
+    ``http.response.start``, and the body with ``http.response.body``: two ``send`` system
+    calls per answer, each running loopback TCP's whole path. They were about a third of the
+    event loop's time per push (issue 15's profile), and every push answer is small and has a
+    ``Content-Length``. So when the start names a length, its head is held and written with
+    the body's first bytes; a streamed answer (no length: an export) is written as before, so
+    its headers are not held back while its first rows are read.
+    """
+
+    _held: bytes | None = None
+
+    async def send(self, message: Any) -> None:
+        if (
+            message["type"] == "http.response.start"
+            and not self.response_started
+            and any(name.lower() == b"content-length" for name, _ in message.get("headers", ()))
+        ):
+            transport, holder = self.transport, _HeadHolder()
+            self.transport = holder  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            self._held = b"".join(holder.written) if holder.written else None
+            return
+        if self._held is None:
+            await super().send(message)
+            return
+        transport = self.transport
+        prefixed = _HeadFirst(transport, self._held)
+        self._held = None
+        self.transport = prefixed  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+            prefixed.flush()  # a HEAD answer writes no body, and an error none either
+
+
+class _HeadHolder:
+    """Collects what uvicorn writes for a response start, instead of sending it."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class _HeadFirst:
+    """The connection's transport, with a held response head written before the first write."""
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self._transport = transport
+        self._head: bytes | None = head
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None and not self._transport.is_closing():
+            self._transport.write(self._head)
+        self._head = None
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
@@ -100,6 +182,8 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False  # what follows a CONNECT is a tunnel we do not serve
             return
         super().on_headers_complete()
+        if type(self.cycle) is RequestResponseCycle:  # the cycle uvicorn just made
+            self.cycle.__class__ = OneWriteCycle
 
     def on_message_complete(self) -> None:
         if self._declined_head is None:  # else: llhttp "completed" the head it will re-parse
