@@ -198,13 +198,21 @@ def _applier_of(pid: int) -> int | None:
     return None
 
 
+def _niceness(pid: int) -> set[int]:
+    """The ``nice`` values of every thread of process ``pid``."""
+    values = set()
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        values.add(int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+    return values
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the applier process in /proc")
 def test_the_applier_process_is_started_again_when_it_dies(
     serve: Any, store: Store, tmp_path: Path
 ) -> None:
-    """The tables are written by a process beside the server; kill -9 of that process loses
-    nothing: the server starts another, which applies from the committed offsets, and /readyz
-    says which applier runs."""
+    """The tables are written by a process beside the server, at a lower CPU priority; kill -9
+    of that process loses nothing: the server starts another, which applies from the committed
+    offsets, and /readyz says which applier runs."""
     import httpx
 
     server = serve(CDRHUB_JOURNAL="true")
@@ -216,6 +224,9 @@ def test_the_applier_process_is_started_again_when_it_dies(
     assert httpx.get(f"{server.url}/readyz").json()["checks"]["journal"]["applier"] == "process"
     first = _applier_of(server.process.pid)
     assert first is not None
+    # Answering pushes comes first: every thread of the applier runs at a lower priority.
+    server_nice = _niceness(server.process.pid)
+    assert server_nice and _niceness(first) == {min(n + 10, 19) for n in server_nice}
     os.kill(first, 9)
     for number in range(3):
         answer = httpx.post(url, json={"callId": f"after-{number}"}, headers={"token": TOKEN})

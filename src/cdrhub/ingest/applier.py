@@ -41,9 +41,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cdrhub.journal")
 
+#: How much lower than the server's the applier's CPU priority is (Unix ``nice``): the
+#: kernel then gives the server about 10 times the applier's share of a busy core. Answering
+#: pushes is what NXCC's retry clock waits on; applying them can wait a moment. On a machine
+#: with no core to spare the applier falls behind during a burst and catches up after it
+#: (measured on 2 cores with the load generator: 1.35x the pushes/s, BENCHMARKS.md).
+_NICENESS = 10
 _MESSAGE_BYTES = 4096  # every message is a short JSON object
-#: The applier's command line (``-m`` would warn: the package imports this module first).
-_CHILD = "import sys; from cdrhub.ingest.applier import main; main(sys.argv)"
+#: The applier's command line (``-m`` would warn: the package imports this module first). The
+#: priority is lowered first, so every thread, those libraries start on import included,
+#: inherits it.
+_CHILD = (
+    f"import os; os.nice({_NICENESS}); "
+    "import sys; from cdrhub.ingest.applier import main; main(sys.argv)"
+)
 
 
 def _send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
