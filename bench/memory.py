@@ -129,6 +129,11 @@ def main() -> None:
                 "applier": [memory(pid) for pid in children(server.pid)],
             }
             print(json.dumps(report), flush=True)
+        except BaseException:
+            # The log goes with the temporary directory: say why the server stopped first.
+            tail = Path(f"{tmp}/server.log").read_text(errors="replace")[-3000:]
+            print(f"server exit code {server.poll()}, its log ends:\n{tail}", file=sys.stderr)
+            raise
         finally:
             server.terminate()
             server.wait(60)

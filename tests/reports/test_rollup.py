@@ -363,6 +363,29 @@ def test_background_refresh_builds_every_stale_hour_but_the_current_one(store: S
     assert _hours(store)[current][1] is None
 
 
+def test_a_refresh_saving_hour_by_hour_gives_the_same_statistics(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresh saves what it built whenever a megabyte waits, in read snapshots of 96
+    hours, so that its memory is one hour's calls: with both made tiny (every hour saved on
+    its own, snapshots of 7 hours), every hour is saved, hour -1 (no start) too, and the
+    statistics read from those snapshots alone equal the per-call count."""
+    rows = _load(store)
+    monkeypatch.setattr(rollup, "_SAVE_BYTES", 1)
+    monkeypatch.setattr(rollup, "_CHUNK", 7)
+    stale = rollup.stale_count(store)
+    assert -1 in _hours(store) and stale > 7
+    assert rollup.refresh(store) == stale
+    assert rollup.stale_count(store) == 0
+    tz = ZoneInfo("America/New_York")
+    for params, names in CASES:
+        where = query.parse_filters(params, tz)
+        got = stats.compute(
+            store, where, group_by=names, tz=tz, sl_seconds=20, short_abandon_seconds=5
+        )
+        _same(got, _oracle(rows, where, names, tz, 20, 5))
+
+
 def test_pruned_calls_leave_the_statistics(store: Store) -> None:
     utc = ZoneInfo("UTC")
     old = int((datetime.now(UTC) - timedelta(days=400)).timestamp() * 1000)

@@ -31,8 +31,11 @@ from cdrhub.store.schema import calls, stat_hours
 log = logging.getLogger("cdrhub.rollup")  # the name operators filter logs by; kept across moves
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Hours rebuilt per query of the calls table (a contiguous run of stale hours).
-_RUN = 24
+#: Stale hours the background refresh rebuilds in one read snapshot.
+_CHUNK = 96
+#: Built snapshots the background refresh holds before it saves them, in bytes: a write
+#: transaction per hour would cost the batch writer a commit (and an fsync) per hour.
+_SAVE_BYTES = 2**20
 
 
 def load(
@@ -136,8 +139,10 @@ def refresh(
     with _snapshot(store) as conn:
         stale = {slot: changes for slot, changes in conn.execute(query)}
     slots = sorted(stale)
-    for i in range(0, len(slots), _RUN * 4):
-        chunk = slots[i : i + _RUN * 4]
+    for i in range(0, len(slots), _CHUNK):
+        chunk = slots[i : i + _CHUNK]
+        pending: list[dict[str, Any]] = []
+        size = 0
         with _snapshot(store) as conn:
             # Counters read again inside the snapshot the facts come from.
             changes = dict(
@@ -147,9 +152,20 @@ def refresh(
                     )
                 ).all()
             )
-            built = {slot: (changes[slot], f) for slot, f in _build(conn, chunk) if slot in changes}
-        _save(store, built)
-        total += len(built)
+            # Each hour is kept only as its saved form, and saved once a megabyte is waiting:
+            # what a refresh holds is one hour's calls and that megabyte, however many calls
+            # the hours have (holding 24 hours of rows and 96 hours of facts grew the server
+            # by about 7 MB per 100,000 pushes, BENCHMARKS.md).
+            for slot, facts in _build(conn, [slot for slot in chunk if slot in changes]):
+                pending.append(_saved(slot, changes[slot], facts))
+                size += len(pending[-1]["f"])
+                del facts
+                if size >= _SAVE_BYTES:
+                    _write(store, pending)
+                    total += len(pending)
+                    pending, size = [], 0
+        _write(store, pending)
+        total += len(pending)
         if progress is not None:
             progress(len(chunk))
     return total
@@ -203,26 +219,32 @@ class _Snapshot:
 
 
 def _build(conn: Connection, slots: list[int]) -> Iterator[tuple[int, Facts]]:
-    """Facts of each hour in ``slots`` (sorted), from the calls, a run of hours per query."""
-    for run in _runs(slots):
-        rows_by_slot: dict[int, list[tuple]] = {slot: [] for slot in run}
-        low, high = run[0] * HOUR_MS, (run[-1] + 1) * HOUR_MS
-        start, end = _moment(low), _moment(high)
-        if start is not None and end is not None:
-            where = and_(calls.c.start_time >= start, calls.c.start_time < end)
-        else:
-            # Hours ``datetime`` cannot bound (a start an older version let through in year
-            # 9999, or a hand-written one): by the exact ms, which the slot was taken from.
-            # A scan, but only ever for such hours.
-            where = and_(calls.c.start_time_ms >= low, calls.c.start_time_ms < high)
-        if -1 in run:  # calls without a start live in hour -1 (with any from just before 1970)
-            where = or_(calls.c.start_time.is_(None), where)
-        for row in conn.execute(select(*columns.SOURCE).where(where)):
-            slot = hour_of(row[0])
-            if slot in rows_by_slot:
-                rows_by_slot[slot].append(tuple(row))
-        for slot in run:
-            yield slot, columns.from_rows(rows_by_slot[slot])
+    """Facts of each hour in ``slots``, from the calls, one query per hour.
+
+    An hour at a time, so that a rebuild holds one hour's calls as Python rows, never more:
+    a query per run of 24 hours held them all before the first hour became arrays, and the
+    process keeps that high-water mark. Per hour, the calls without a start (hour -1) need no
+    special ordering either: SQLite sorts them first and PostgreSQL last.
+    """
+    for slot in slots:
+        yield slot, columns.from_rows(_hour_rows(conn, slot))
+
+
+def _hour_rows(conn: Connection, slot: int) -> list[tuple[Any, ...]]:
+    """The :data:`columns.SOURCE` rows of the calls that start in hour ``slot``."""
+    low, high = slot * HOUR_MS, (slot + 1) * HOUR_MS
+    start, end = _moment(low), _moment(high)
+    if start is not None and end is not None:
+        where = and_(calls.c.start_time >= start, calls.c.start_time < end)
+    else:
+        # Hours ``datetime`` cannot bound (a start an older version let through in year
+        # 9999, or a hand-written one): by the exact ms, which the slot was taken from.
+        # A scan, but only ever for such hours.
+        where = and_(calls.c.start_time_ms >= low, calls.c.start_time_ms < high)
+    if slot == -1:  # calls without a start live in hour -1 (with any from just before 1970)
+        where = or_(calls.c.start_time.is_(None), where)
+    query = select(*columns.SOURCE).where(where)
+    return [tuple(row) for row in conn.execute(query) if hour_of(row[0]) == slot]
 
 
 def _moment(ms: int) -> datetime | None:
@@ -233,30 +255,24 @@ def _moment(ms: int) -> datetime | None:
         return None
 
 
-def _runs(slots: list[int]) -> Iterator[list[int]]:
-    """Split sorted hours into runs of consecutive ones, at most :data:`_RUN` long."""
-    run: list[int] = []
-    for slot in slots:
-        if run and (slot != run[-1] + 1 or len(run) >= _RUN):
-            yield run
-            run = []
-        run.append(slot)
-    if run:
-        yield run
-
-
 def _save(store: Store, built: dict[int, tuple[int, Facts]]) -> None:
     """Keep rebuilt snapshots, each marked with the counter it was built at.
 
     Saving is an optimisation: if the database refuses (read-only, busy), the answer already
     computed is still right, and the next reader builds the hour again.
     """
-    if not built:
+    _write(store, [_saved(slot, changes, facts) for slot, (changes, facts) in built.items()])
+
+
+def _saved(slot: int, changes: int, facts: Facts) -> dict[str, Any]:
+    """The ``stat_hours`` values that save ``facts`` as the hour's snapshot at ``changes``."""
+    return {"s": slot, "b": changes, "n": len(facts), "f": columns.to_bytes(facts)}
+
+
+def _write(store: Store, rows: list[dict[str, Any]]) -> None:
+    """Save :func:`_saved` rows in one write transaction; a refusal is logged (see _save)."""
+    if not rows:
         return
-    rows = [
-        {"s": slot, "b": changes, "n": len(facts), "f": columns.to_bytes(facts)}
-        for slot, (changes, facts) in built.items()
-    ]
     save = (
         update(stat_hours)
         .where(stat_hours.c.slot == bindparam("s"))
