@@ -1,4 +1,5 @@
-"""The server's request cycle writes an answer of known length to its socket in one write.
+"""The server protocol's per-request work: an answer of known length in one socket write, a body
+that is all in marked so the push endpoint needs no timer for it.
 
 uvicorn writes a response's head and body in two socket writes; :class:`OneWriteCycle` joins
 them when the head names a ``Content-Length`` (every push answer does), and leaves streamed
@@ -167,4 +168,36 @@ async def test_the_server_protocol_gives_each_request_the_one_write_cycle() -> N
     await asyncio.wait(protocol.tasks, timeout=5)
     [written] = transport.writes
     assert written.startswith(b"HTTP/1.1 200 OK\r\n") and written.endswith(b"\r\n\r\n" + BODY)
+    protocol.connection_lost(None)
+
+
+@run
+async def test_the_protocol_marks_a_request_whose_body_is_all_in() -> None:
+    """The push endpoint skips its body timer only for a request whose whole body the server
+    already holds: the protocol marks it so once llhttp has parsed the end of the body, and a
+    request still waiting for body bytes is unmarked (its body timeout still applies)."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from cdrhub.ingest import DeclineH2CHttpToolsProtocol
+    from cdrhub.ingest.protocol import BODY_COMPLETE
+
+    seen: list[bool] = []
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(bool(scope.get(BODY_COMPLETE)))
+        await release.wait()
+
+    config = uvicorn.Config(app, http=DeclineH2CHttpToolsProtocol, log_config=None)
+    config.load()
+    protocol = DeclineH2CHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(RecordingTransport())
+    head = b"POST /cc/callback HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
+    protocol.data_received(head + b"{}")  # two of the four bytes
+    await asyncio.sleep(0)
+    assert seen == [False]
+    protocol.data_received(b"  ")
+    assert protocol.cycle.scope[BODY_COMPLETE] is True  # marked as the body completes
+    release.set()
     protocol.connection_lost(None)
