@@ -260,25 +260,14 @@ def measure(target: Target, seconds: float, connections: int, threads: int) -> R
     with target.running():
         wrk(target.port, 2, connections, threads)  # warm-up (imports, caches, pages)
         time.sleep(0.5)
-        if "-journal" in target.name:
-            applied_after(target.port)  # the warm-up's pushes are not the run's
-        before = target.rows()
+        # The warm-up's pushes are not the run's: with several workers /readyz speaks for one
+        # worker's applier, and the others (at a lower priority) may still be applying them.
+        before = settled_rows(target)
         cpu_before = target.cpu_seconds()
         r = wrk(target.port, seconds, connections, threads)
         cpu = target.cpu_seconds() - cpu_before  # the applier's catching up is not counted
         time.sleep(1.0)  # let in-flight pushes land before counting
-        if "-journal" in target.name:
-            applied_after(target.port)
-        after = target.rows()
-        if "-journal" in target.name:
-            # /readyz answers for one worker's journal: with several, wait until no applier
-            # adds rows any more.
-            while True:
-                time.sleep(1.0)
-                settled = target.rows()
-                if settled == after:
-                    break
-                after = settled
+        after = settled_rows(target)
     errors = int(r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"])
     oks = int(r["requests"] - r["non2xx"])
     stored = None if before is None or after is None else after - before
@@ -292,6 +281,24 @@ def measure(target: Target, seconds: float, connections: int, threads: int) -> R
         stored,
         cpu * 1e6 / max(1, r["requests"]),
     )
+
+
+def settled_rows(target: Target) -> int | None:
+    """The rows stored, once a journal target's appliers have applied what was answered.
+
+    /readyz answers for one worker's journal: with several, wait until no applier adds rows
+    any more.
+    """
+    if "-journal" not in target.name:
+        return target.rows()
+    applied_after(target.port)
+    rows = target.rows()
+    while True:
+        time.sleep(1.0)
+        settled = target.rows()
+        if settled == rows:
+            return rows
+        rows = settled
 
 
 def applied_after(port: int, timeout: float = 120) -> float:
