@@ -201,3 +201,55 @@ async def test_the_protocol_marks_a_request_whose_body_is_all_in() -> None:
     assert protocol.cycle.scope[BODY_COMPLETE] is True  # marked as the body completes
     release.set()
     protocol.connection_lost(None)
+
+
+def _protocol(app: Any, header_timeout: float) -> tuple[Any, RecordingTransport]:
+    """The server protocol as `cdrhub serve` runs it, on a recording transport."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from cdrhub.ingest import DeclineH2CHttpToolsProtocol
+
+    config = uvicorn.Config(app, http=DeclineH2CHttpToolsProtocol, log_config=None)
+    config.load()
+    protocol = DeclineH2CHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.header_timeout = header_timeout
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def _answer(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": SIZED})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+@run
+async def test_headers_started_late_still_end_at_the_connections_deadline() -> None:
+    """The first request's headers must be complete within the header timeout counted from
+    the connection, however late their first byte comes (a slowloris cannot buy time)."""
+    protocol, transport = _protocol(_answer, header_timeout=0.3)
+    await asyncio.sleep(0.2)
+    protocol.data_received(b"POST /cc/callback HTTP/1.1\r\nHo")
+    await asyncio.sleep(0.15)  # 0.35 s after the connection, 0.15 s after the first byte
+    assert transport.closed
+    protocol.connection_lost(None)
+
+
+@run
+async def test_each_later_request_gets_the_whole_header_timeout() -> None:
+    """On a keep-alive connection the timer made for the connection serves every request: a
+    later request's headers get the whole timeout from their first byte, and end after it."""
+    protocol, transport = _protocol(_answer, header_timeout=0.3)
+    request = b"POST /cc/callback HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    protocol.data_received(request)
+    await asyncio.wait(protocol.tasks, timeout=5)
+    assert len(transport.writes) == 1
+    await asyncio.sleep(0.2)
+    protocol.data_received(b"POST /cc/callback HTTP/1.1\r\nHo")  # at 0.2 s
+    await asyncio.sleep(0.2)  # 0.4 s: past the connection's first deadline
+    assert not transport.closed
+    await asyncio.sleep(0.2)  # 0.6 s: past this request's own
+    assert transport.closed
+    protocol.connection_lost(None)

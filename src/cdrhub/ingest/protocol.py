@@ -35,9 +35,9 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
-log = logging.getLogger("cdrhub.server")
+log = logging.getLogger("cdrhub.server")  # the name operators filter logs by; kept across moves
 #: Scope key the protocol sets once a request's whole body has been received.
-BODY_COMPLETE = "cdrhub.body_complete"  # the name operators filter logs by; kept across moves
+BODY_COMPLETE = "cdrhub.body_complete"
 
 
 class OneWriteCycle(RequestResponseCycle):
@@ -175,7 +175,8 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_since = self.loop.time()
+        if self._head_since is None:  # else the connection's first request: from the connection
+            self._head_since = self.loop.time()
         if self._header_timer is None:
             self._arm_header_timer(self.header_timeout)
 
