@@ -401,8 +401,7 @@ def check(body: bytes) -> str:
         if strict is not None:
             call_id = strict.call_id
             if (
-                call_id is not None
-                and call_id
+                call_id
                 and not call_id.isspace()
                 and all(ms is None or ms == 0 or ms >= MIN_TIME_MS for ms in _strict_times(strict))
             ):

@@ -28,35 +28,21 @@ the others (see ``cdrhub.ingest.journal``).
 Source = Literal["push", "import", "replay"]
 
 
+@dataclass(frozen=True, slots=True, eq=False)
 class Push:
     """A valid call log to store, with the exact bytes it arrived as.
 
-    ``record`` may be given as None by a caller that has only checked the body
+    The record may be given as None by a caller that has only checked the body
     (:func:`cdrhub.cdr.check`): it is then built from ``body`` the first time it is read. The
     push endpoint does this, so with the journal's applier process the server never builds a
     record at all (the applier reads the body again), and on the direct path the writer
-    thread builds it, not the event loop. Immutable, like the record it carries.
+    thread builds it, not the event loop.
     """
-
-    __slots__ = ("_record", "body", "received_at", "source")
 
     _record: CallRecord | None
     body: bytes
-    source: Source
-    received_at: datetime
-
-    def __init__(
-        self,
-        record: CallRecord | None,
-        body: bytes,
-        source: Source = "push",
-        received_at: datetime | None = None,
-    ) -> None:
-        setter = object.__setattr__
-        setter(self, "_record", record)
-        setter(self, "body", body)
-        setter(self, "source", source)
-        setter(self, "received_at", received_at or datetime.now(UTC))
+    source: Source = "push"
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def record(self) -> CallRecord:
@@ -64,13 +50,11 @@ class Push:
         record = self._record
         if record is None:
             record = parse(self.body)
-            object.__setattr__(self, "_record", record)
+            object.__setattr__(self, "_record", record)  # frozen: a cache, not a change
         return record
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"a Push is immutable (cannot set {name})")
-
     def __eq__(self, other: object) -> bool:
+        """Equal pushes carry the same record (built if need be), bytes, source and time."""
         if not isinstance(other, Push):
             return NotImplemented
         return (self.record, self.body, self.source, self.received_at) == (
@@ -80,13 +64,7 @@ class Push:
             other.received_at,
         )
 
-    __hash__ = None  # type: ignore[assignment]  # mutable-looking equality, as the dataclass had
-
-    def __repr__(self) -> str:
-        return (
-            f"Push(record={self._record!r}, body={self.body!r}, source={self.source!r},"
-            f" received_at={self.received_at!r})"
-        )
+    __hash__ = None  # type: ignore[assignment]  # a record's values are a dict: unhashable
 
 
 @dataclass(frozen=True, slots=True)
