@@ -141,69 +141,7 @@ async def test_a_body_longer_than_its_length_still_fails_as_in_uvicorn() -> None
         await cycle.send({"type": "http.response.body", "body": BODY + b"x"})
 
 
-@run
-async def test_the_server_protocol_gives_each_request_the_one_write_cycle() -> None:
-    """The protocol cdrhub serves with (uvicorn's httptools one, as `cdrhub serve` runs it)
-    answers a push through OneWriteCycle: its answer is a single write, head and body."""
-    import uvicorn
-    from uvicorn.server import ServerState
-
-    from cdrhub.ingest import DeclineH2CHttpToolsProtocol
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "http.response.start", "status": 200, "headers": SIZED})
-        await send({"type": "http.response.body", "body": BODY})
-
-    config = uvicorn.Config(app, http=DeclineH2CHttpToolsProtocol, log_config=None)
-    config.load()
-    protocol = DeclineH2CHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = RecordingTransport()
-    protocol.connection_made(transport)
-    protocol.data_received(
-        b"POST /cc/callback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 2\r\n\r\n{}"
-    )
-    assert type(protocol.cycle) is OneWriteCycle
-    await asyncio.wait(protocol.tasks, timeout=5)
-    [written] = transport.writes
-    assert written.startswith(b"HTTP/1.1 200 OK\r\n") and written.endswith(b"\r\n\r\n" + BODY)
-    protocol.connection_lost(None)
-
-
-@run
-async def test_the_protocol_marks_a_request_whose_body_is_all_in() -> None:
-    """The push endpoint skips its body timer only for a request whose whole body the server
-    already holds: the protocol marks it so once llhttp has parsed the end of the body, and a
-    request still waiting for body bytes is unmarked (its body timeout still applies)."""
-    import uvicorn
-    from uvicorn.server import ServerState
-
-    from cdrhub.ingest import DeclineH2CHttpToolsProtocol
-    from cdrhub.ingest.protocol import BODY_COMPLETE
-
-    seen: list[bool] = []
-    release = asyncio.Event()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(bool(scope.get(BODY_COMPLETE)))
-        await release.wait()
-
-    config = uvicorn.Config(app, http=DeclineH2CHttpToolsProtocol, log_config=None)
-    config.load()
-    protocol = DeclineH2CHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-    protocol.connection_made(RecordingTransport())
-    head = b"POST /cc/callback HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
-    protocol.data_received(head + b"{}")  # two of the four bytes
-    await asyncio.sleep(0)
-    assert seen == [False]
-    protocol.data_received(b"  ")
-    assert protocol.cycle.scope[BODY_COMPLETE] is True  # marked as the body completes
-    release.set()
-    protocol.connection_lost(None)
-
-
-def _protocol(app: Any, header_timeout: float) -> tuple[Any, RecordingTransport]:
+def _protocol(app: Any, header_timeout: float = 10.0) -> tuple[Any, RecordingTransport]:
     """The server protocol as `cdrhub serve` runs it, on a recording transport."""
     import uvicorn
     from uvicorn.server import ServerState
@@ -223,6 +161,47 @@ async def _answer(scope: Any, receive: Any, send: Any) -> None:
     await receive()
     await send({"type": "http.response.start", "status": 200, "headers": SIZED})
     await send({"type": "http.response.body", "body": BODY})
+
+
+@run
+async def test_the_server_protocol_gives_each_request_the_one_write_cycle() -> None:
+    """The protocol cdrhub serves with (uvicorn's httptools one, as `cdrhub serve` runs it)
+    answers a push through OneWriteCycle: its answer is a single write, head and body."""
+    protocol, transport = _protocol(_answer)
+    protocol.data_received(
+        b"POST /cc/callback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    assert type(protocol.cycle) is OneWriteCycle
+    await asyncio.wait(protocol.tasks, timeout=5)
+    [written] = transport.writes
+    assert written.startswith(b"HTTP/1.1 200 OK\r\n") and written.endswith(b"\r\n\r\n" + BODY)
+    protocol.connection_lost(None)
+
+
+@run
+async def test_the_protocol_marks_a_request_whose_body_is_all_in() -> None:
+    """The push endpoint skips its body timer only for a request whose whole body the server
+    already holds: the protocol marks it so once llhttp has parsed the end of the body, and a
+    request still waiting for body bytes is unmarked (its body timeout still applies)."""
+    from cdrhub.ingest.protocol import BODY_COMPLETE
+
+    seen: list[bool] = []
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(bool(scope.get(BODY_COMPLETE)))
+        await release.wait()
+
+    protocol, _ = _protocol(app)
+    head = b"POST /cc/callback HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
+    protocol.data_received(head + b"{}")  # two of the four bytes
+    await asyncio.sleep(0)
+    assert seen == [False]
+    protocol.data_received(b"  ")
+    assert protocol.cycle.scope[BODY_COMPLETE] is True  # marked as the body completes
+    release.set()
+    protocol.connection_lost(None)
 
 
 @run
