@@ -1,6 +1,7 @@
 """How fast is the CSV export of every call, and what does it hold in memory?
 
 Usage: python bench/export.py DATABASE_URL [--runs 3] [--tz Asia/Shanghai] [--baseline REF]
+                              [--batch ROWS]
 
 Each run is one full export to /dev/null through ``export.stream`` (what the API, the CLI
 and the dashboard call) in a fresh child process. Its peak RSS is its ``VmHWM``; the
@@ -48,17 +49,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tz", default="Asia/Shanghai")
     parser.add_argument("--baseline", default="4963c62", metavar="REF")
+    parser.add_argument("--batch", type=int, help="rows per chunk (default: csvsql.BATCH)")
     parser.add_argument("--once", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.once:
-        once(args.url, args.once, ZoneInfo(args.tz), args.baseline)
+        once(args.url, args.once, ZoneInfo(args.tz), args.baseline, args.batch)
         return
     results: dict[str, list[tuple[float, int, str, float, int]]] = {v: [] for v in VARIANTS}
     for _ in range(args.runs):
         for variant in VARIANTS:
             out = subprocess.run(
                 [sys.executable, __file__, args.url, "--tz", args.tz, "--baseline",
-                 args.baseline, "--once", variant],
+                 args.baseline, "--once", variant,
+                 *(["--batch", str(args.batch)] if args.batch else [])],
                 check=True, capture_output=True, text=True,
             ).stdout.split()  # fmt: skip
             results[variant].append(
@@ -81,7 +84,7 @@ def main() -> None:
     print(f"baseline bytes == today's: {same == {r[2] for r in results['baseline']}}")
 
 
-def once(url: str, variant: str, tz: ZoneInfo, ref: str) -> None:
+def once(url: str, variant: str, tz: ZoneInfo, ref: str, batch: int | None) -> None:
     """One export to /dev/null: prints seconds, peak RSS in kB and the output's SHA-256."""
     from cdrhub.reports import csvsql, export, query
     from cdrhub.store import open_store
@@ -100,6 +103,7 @@ def once(url: str, variant: str, tz: ZoneInfo, ref: str) -> None:
         export.csvsql = before  # type: ignore[attr-defined]
     else:
         csvsql.WORKERS = 2 if variant == "sliced" else 1
+        csvsql.BATCH = batch or csvsql.BATCH
     store = open_store(url)
     tree = _TreePeak()
     tree.start()
