@@ -341,6 +341,9 @@ def test_a_running_server_has_not_loaded_what_only_some_features_need(tmp_path: 
     subprocess.run(
         [sys.executable, "-m", "cdrhub", "db", "upgrade"], env=env, check=True, capture_output=True
     )
+    # With CDRHUB_AUTO_MIGRATE on a database already current, the upgrade has nothing to do:
+    # that must not load Alembic either.
+    env["CDRHUB_AUTO_MIGRATE"] = "true"
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
