@@ -1,6 +1,6 @@
 """The hourly snapshots behind the statistics give exactly what a plain per-call count gives.
 
-The oracle here is deliberately naive: one call at a time through ``stats.call_facts`` and
+The oracle here is deliberately naive: one call at a time through ``callfacts.call_facts`` and
 ``stats.bucketer``, grouped in dicts, percentiles by sorting. The statistics must equal it on
 simulated traffic full of corrections (re-pushes that move a call to another hour, flip
 ``answered``, change its agent), in zones with DST and with 30- and 45-minute offsets, for
@@ -27,7 +27,7 @@ from sqlalchemy import event, select, update
 from cdrhub import cdr
 from cdrhub.ops import maintenance
 from cdrhub.pull import simulate
-from cdrhub.reports import columns, query, rollup, stats
+from cdrhub.reports import callfacts, columns, query, rollup, stats
 from cdrhub.store import Push, Store, open_store
 from cdrhub.store.cache import FactCache
 from cdrhub.store.schema import calls, stat_hours
@@ -134,7 +134,7 @@ def _oracle(
         groups[key].append(row)
     out = []
     for key, members in groups.items():
-        facts = [stats.row_facts(r, short) for r in members]
+        facts = [callfacts.row_facts(r, short) for r in members]
         waits = [f.wait_seconds for f in facts if f.wait_seconds is not None]
         soas = [f.speed_of_answer_seconds for f in facts if f.speed_of_answer_seconds is not None]
         talks = [f.talk_seconds for f in facts if f.talk_seconds is not None]
@@ -430,7 +430,7 @@ def test_column_facts_equal_call_facts(rows: list[tuple[Any, ...]]) -> None:
     facts = columns.from_bytes(columns.to_bytes(columns.from_rows(rows)))
     a = facts.arrays
     for i, row in enumerate(rows):
-        one = stats.call_facts(row[2], row[5], row[6], row[7], row[8], row[9], 5)
+        one = callfacts.call_facts(row[2], row[5], row[6], row[7], row[8], row[9], 5)
         assert bool(a["answered"][i]) == one.answered
         assert bool(a["queued"][i]) == one.queued
         for name, value in (

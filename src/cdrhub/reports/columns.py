@@ -113,7 +113,7 @@ def from_rows(rows: Sequence[Sequence[Any]]) -> Facts:
 
     wait = (outQueueTime, else answerTime, else endTime) - inQueueTime, or queueDuration;
     speed of answer = answerTime - inQueueTime for answered queued calls; talk = endTime -
-    answerTime for answered calls. All in ms; ``stats.call_facts`` is the same rule per call.
+    answerTime for answered calls. All in ms; ``callfacts.call_facts`` is the same rule per call.
     """
     if not rows:
         return empty()
