@@ -1,8 +1,10 @@
 """Everything that reads calls back: queries, statistics, hourly rollups and exports.
 
 ``query`` turns filters into SQL and rows into the API's items; ``stats`` computes the
-statistics of docs/metrics.md from hourly snapshots that ``rollup`` keeps (``columns`` is their
-column layout, ``zones`` the time-zone arithmetic both use); ``export`` streams CSV, JSON Lines
+statistics of docs/metrics.md from hourly snapshots that ``rollup`` keeps (``columns`` holds
+them as NumPy arrays, ``layout`` is their stored form, which the server's background refresh
+writes without NumPy, ``zones`` the time-zone arithmetic both use; ``callfacts`` is one call's
+facts, for the call detail and forwarded events); ``export`` streams CSV, JSON Lines
 and Parquet, with ``csvsql`` formatting CSV inside the database; ``intervals``, ``agents`` and
 ``staffing`` are the planning reports (the 15/30/60-minute interval report, the agent report,
 Erlang C staffing), built on ``stats``, run through ``planning`` and written by ``sheets``
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
         csvsql,
         export,
         intervals,
+        layout,
         planning,
         query,
         rollup,
@@ -44,6 +47,7 @@ _MODULES = frozenset(
         "csvsql",
         "export",
         "intervals",
+        "layout",
         "planning",
         "query",
         "rollup",
@@ -71,7 +75,8 @@ def __getattr__(name: str) -> Any:
     """Import a module, or the module a name comes from, when it is first asked for.
 
     Importing the package imports none of them: most need NumPy (15 MB), which the server
-    needs only for a report.
+    needs only for a report; its background snapshot refresh needs ``rollup`` and ``layout``,
+    which do without it.
     """
     if name in _MODULES:
         return importlib.import_module(f"{__name__}.{name}")
@@ -97,6 +102,7 @@ __all__ = [
     "csvsql",
     "export",
     "intervals",
+    "layout",
     "planning",
     "query",
     "rollup",
