@@ -1,6 +1,6 @@
 """The hourly snapshots behind the statistics give exactly what a plain per-call count gives.
 
-The oracle here is deliberately naive: one call at a time through ``stats.call_facts`` and
+The oracle here is deliberately naive: one call at a time through ``callfacts.call_facts`` and
 ``stats.bucketer``, grouped in dicts, percentiles by sorting. The statistics must equal it on
 simulated traffic full of corrections (re-pushes that move a call to another hour, flip
 ``answered``, change its agent), in zones with DST and with 30- and 45-minute offsets, for
@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 import math
 import random
+import subprocess
+import sys
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +31,7 @@ from sqlalchemy import event, select, update
 from cdrhub import cdr
 from cdrhub.ops import maintenance
 from cdrhub.pull import simulate
-from cdrhub.reports import columns, query, rollup, stats
+from cdrhub.reports import callfacts, columns, layout, query, rollup, stats
 from cdrhub.store import Push, Store, open_store
 from cdrhub.store.cache import FactCache
 from cdrhub.store.schema import calls, stat_hours
@@ -134,7 +138,7 @@ def _oracle(
         groups[key].append(row)
     out = []
     for key, members in groups.items():
-        facts = [stats.row_facts(r, short) for r in members]
+        facts = [callfacts.row_facts(r, short) for r in members]
         waits = [f.wait_seconds for f in facts if f.wait_seconds is not None]
         soas = [f.speed_of_answer_seconds for f in facts if f.speed_of_answer_seconds is not None]
         talks = [f.talk_seconds for f in facts if f.talk_seconds is not None]
@@ -430,7 +434,7 @@ def test_column_facts_equal_call_facts(rows: list[tuple[Any, ...]]) -> None:
     facts = columns.from_bytes(columns.to_bytes(columns.from_rows(rows)))
     a = facts.arrays
     for i, row in enumerate(rows):
-        one = stats.call_facts(row[2], row[5], row[6], row[7], row[8], row[9], 5)
+        one = callfacts.call_facts(row[2], row[5], row[6], row[7], row[8], row[9], 5)
         assert bool(a["answered"][i]) == one.answered
         assert bool(a["queued"][i]) == one.queued
         for name, value in (
@@ -441,3 +445,75 @@ def test_column_facts_equal_call_facts(rows: list[tuple[Any, ...]]) -> None:
             got = None if a[name][i] == columns.NULL else a[name][i] / 1000
             assert got == value, name
         assert facts.words["agent"][a["agent"][i]] == row[12]
+
+
+# -- the background refresh's snapshots, made without NumPy, are the readers' bytes -------------
+
+_INT64 = (-(2**63), 2**63 - 1)
+#: What a stored value can be, past what the parser accepts: int64's ends and beyond (NumPy
+#: refuses those), sums that wrap around, and what a hand-written row holds in SQLite.
+_any_int = st.one_of(
+    st.none(),
+    st.integers(0, 2_000_000_000_000),
+    st.integers(*_INT64),
+    st.sampled_from([*_INT64, _INT64[0] + 1, 2**62, -(2**62), 2**63, -(2**63) - 1]),
+    st.booleans(),
+    st.floats(-1e12, 1e12, allow_nan=False),
+    st.sampled_from([float("nan"), float("inf"), "12", "1.5", "x"]),
+)
+_stored_rows = st.tuples(
+    _any_int,  # start
+    _any_int,  # direction
+    st.one_of(st.none(), st.booleans(), st.integers(-1, 2)),  # answered
+    _any_int,  # hangup_by
+    st.one_of(st.none(), st.just("https://rec.example.com/x.mp3")),
+    *(_any_int for _ in range(6)),  # queue times, answer, end, queue duration, ring
+    st.one_of(st.none(), st.floats(), st.integers(-(2**70), 2**70)),  # price
+    *(
+        st.one_of(st.none(), st.sampled_from(["a", "b", "客服", ""]), st.integers())
+        for _ in range(5)
+    ),
+)
+
+
+def _outcome(make: Any) -> Any:
+    try:
+        return make()
+    except Exception as exc:  # the same rows must fail the same way on both paths
+        return type(exc)
+
+
+@given(st.lists(_stored_rows, max_size=12))
+@hsettings(max_examples=300, deadline=None)
+def test_the_refresh_saves_the_bytes_numpy_would(rows: list[tuple[Any, ...]]) -> None:
+    """layout.encode (the server's refresh, no NumPy) makes the snapshot columns.to_bytes of
+    columns.from_rows makes, byte for byte, whatever the rows hold: int64 arithmetic wraps the
+    same, and what NumPy refuses is refused alike."""
+    numpy_made = _outcome(lambda: (len(rows), columns.to_bytes(columns.from_rows(rows))))
+    assert _outcome(lambda: layout.encode(rows)) == numpy_made
+
+
+def test_the_refresh_does_not_load_numpy(tmp_path: Path) -> None:
+    """A server's background refresh builds snapshots without NumPy: a server that receives
+    pushes and serves no report never loads its 15 MB."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys, time
+        from cdrhub.reports import rollup
+        from cdrhub.store import Push, open_store
+        store = open_store("sqlite:///{tmp_path}/c.db")
+        store.upgrade()
+        now = int(time.time() * 1000)
+        bodies = [
+            {{"callId": f"c{{k}}", "startTime": t, "inQueueTime": t, "answerTime": t + 5000,
+              "endTime": t + 60000, "answered": True}}
+            for k, t in enumerate(now - k * 86_400_000 for k in range(1, 4))
+        ]
+        store.write([Push(None, json.dumps(b).encode()) for b in bodies])
+        assert rollup.refresh(store) == 3
+        print("numpy" in sys.modules)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

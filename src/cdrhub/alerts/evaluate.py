@@ -26,7 +26,7 @@ from cdrhub.alerts import messages, notify
 from cdrhub.alerts.rules import Rule, all_rules
 from cdrhub.forward import destinations, history
 from cdrhub.ops import Activity, parse_hours
-from cdrhub.reports import CallFilter, stats
+from cdrhub.reports import CallFilter
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import alert_history, alert_rules, calls, quarantine
@@ -141,6 +141,10 @@ class Evaluator:
         raise AssertionError(kind)
 
     def _call_figure(self, rule: Rule, now: float) -> Figure:
+        # Here, not at import: the statistics load NumPy (15 MB), which a server without a
+        # rule on call figures never needs.
+        from cdrhub.reports import stats
+
         end = datetime.fromtimestamp(now, UTC)
         values: dict[str, Any] = {}
         if rule.direction:

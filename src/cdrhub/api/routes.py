@@ -24,17 +24,7 @@ from cdrhub.api.destinations import destinations_router
 from cdrhub.api.wall import wall_links_router
 from cdrhub.auth import ApiKey, Right, authenticate
 from cdrhub.errors import FieldProblem, Forbidden, InvalidParameter, MissingApiKey, NotFound
-from cdrhub.reports import (
-    FILTERS,
-    TZ_PARAM,
-    Param,
-    call_id_path,
-    export,
-    planning,
-    query,
-    sheets,
-    stats,
-)
+from cdrhub.reports import FILTERS, TZ_PARAM, Param, call_id_path, callfacts, export, query
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 
@@ -116,7 +106,7 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
         row, versions = found
         return {
             **query.to_item(row, tz),
-            "derived": stats.derived_fields(row, settings.short_abandon_seconds),
+            "derived": callfacts.derived_fields(row, settings.short_abandon_seconds),
             "raw_versions": [query.raw_version_item(v, tz) for v in versions],
         }
 
@@ -143,6 +133,10 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
         """Call-center metrics over the calls that started in `[from, to)` and match the
         filters, per group. Every metric is defined in docs/metrics.md; ratios are fractions,
         and a ratio or mean with nothing to divide by is `null`."""
+        # The statistics and planning reports are imported by the first request for one: they
+        # load NumPy (15 MB), which a server otherwise needs for no push.
+        from cdrhub.reports import stats
+
         where, tz = context(params, _STATS)
         groups = stats.compute(
             get_store(),
@@ -157,6 +151,8 @@ def api_router(settings: Settings, get_store: Callable[[], Store]) -> APIRouter:
         return {"groups": groups}
 
     def planning_report(kind: str, params: Mapping[str, str]) -> Any:
+        from cdrhub.reports import planning, sheets  # NumPy: see get_stats
+
         where, tz = context(params, _REPORTS)
         options = planning.parse_options(
             params,

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
-from sqlalchemy.orm import aliased
 
 from cdrhub.forward import brokers, schedule
 from cdrhub.forward.destinations import Destination, _row, mask_text
@@ -348,7 +347,9 @@ class Deliverer:
             fresh = [_event(r) for r in fresh_rows]
             if horizon is not None:
                 fresh = self._before_open_gap(conn, destination, fresh, horizon)
-            older = aliased(forward_pending)
+            # Table.alias() is what orm.aliased() returns for a table, without loading the ORM
+            # (6 MB of every server process, used nowhere else).
+            older = forward_pending.alias()
             pending = forward_pending
             due_rows = conn.execute(
                 select(*columns, pending.c.attempts)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from cdrhub import cdr
 from cdrhub.errors import CdrhubError
-from cdrhub.reports import query, stats
+from cdrhub.reports import callfacts, query
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Renderer:
         row = {**event.values, "content_hash": event.content_hash}
         return {
             **query.to_item(row, self.tz),
-            "derived": stats.derived_fields(row, self.short_abandon_seconds),
+            "derived": callfacts.derived_fields(row, self.short_abandon_seconds),
         }
 
     def payload(self, event: Event) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import importlib
 import io
 import json
 import re
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cdrhub import cdr
 from cdrhub.errors import CdrhubError, FieldProblem, InvalidRecord
@@ -232,7 +232,9 @@ def spreadsheet_problems(record: dict[str, Any]) -> list[FieldProblem]:
 
 def mark_seen(store: Store, call_ids: list[str]) -> None:
     """Note that the query API confirmed these calls as stored."""
-    dialect = postgresql if store.kind == "postgresql" else sqlite
+    # The database's own dialect module (for ON CONFLICT), imported here: the PostgreSQL one
+    # is 2 MB that every server on SQLite would otherwise load at start.
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{store.kind}")
     now = datetime.now(UTC)
     statement = dialect.insert(import_marks).values(
         [{"call_id": c, "seen_at": now} for c in dict.fromkeys(call_ids)]

@@ -20,48 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column
 
-from cdrhub.store.schema import calls
-
-#: Marks a missing integer (NumPy integers have no null).
-NULL = np.iinfo(np.int64).min
-
-#: Text attributes, dictionary encoded: code 0 always means "not given".
-TEXT = ("agent", "task_id", "intent", "hangup_reason", "call_status")
-#: Small integer attributes (-1: not given).
-SMALL = ("direction", "hangup_by", "answered", "queued", "has_recording")
-#: Integer measures (:data:`NULL`: not given).
-WIDE = ("start_ms", "wait_ms", "soa_ms", "talk_ms", "ring", "cost_micro")
+# The layout lives in a module without NumPy, which the server's snapshot refresh uses.
+from cdrhub.reports.layout import NAMES, NULL, SMALL, TEXT, WIDE
+from cdrhub.reports.layout import SOURCE as SOURCE
+from cdrhub.reports.layout import micro as _micro
+from cdrhub.reports.layout import small as _small
 
 _DTYPES = {
     **{name: np.dtype("<i4") for name in TEXT},
     **{name: np.dtype("i1") for name in SMALL},
     **{name: np.dtype("<i8") for name in WIDE},
 }
-NAMES = (*WIDE, *SMALL, *TEXT)
-
-#: The ``calls`` columns facts are derived from, in the order :func:`from_rows` expects.
-SOURCE: tuple[Column[Any], ...] = (
-    calls.c.start_time_ms,
-    calls.c.direction,
-    calls.c.answered,
-    calls.c.hangup_by,
-    calls.c.record_url,
-    calls.c.in_queue_time_ms,
-    calls.c.out_queue_time_ms,
-    calls.c.answer_time_ms,
-    calls.c.end_time_ms,
-    calls.c.queue_duration,
-    calls.c.ring_duration,
-    calls.c.total_customer_price,
-    calls.c.agent_name,
-    calls.c.task_id,
-    calls.c.intent,
-    calls.c.hangup_reason,
-    calls.c.call_status,
-)
-_INT64_MAX = np.iinfo(np.int64).max
 
 
 @dataclass
@@ -86,22 +56,6 @@ def _ints(values: Iterable[Any], count: int) -> np.ndarray:
     return np.fromiter((NULL if v is None else v for v in values), np.int64, count)
 
 
-def _micro(price: float | None) -> int:
-    if price is None or price != price:  # NaN
-        return NULL
-    micro = price * 1_000_000
-    # Stored before cdrhub bounded prices (or written by hand): infinite or past int64, clamped.
-    if not -_INT64_MAX < micro < _INT64_MAX:
-        return _INT64_MAX if micro > 0 else -_INT64_MAX
-    return max(-_INT64_MAX, min(_INT64_MAX, round(micro)))
-
-
-def _small(value: int | None) -> int:
-    """A choice (direction, hangupBy) as its code; -1 for none, and for a value too big for a
-    code (a hand-written row; cdrhub accepts 0 to 2): it has no meaning to count under."""
-    return value if type(value) is int and 0 <= value <= 127 else -1
-
-
 def _encode(values: Sequence[str | None]) -> tuple[np.ndarray, list[str | None]]:
     index: dict[str | None, int] = {None: 0}
     codes = [index.setdefault(v, len(index)) for v in values]
@@ -113,7 +67,7 @@ def from_rows(rows: Sequence[Sequence[Any]]) -> Facts:
 
     wait = (outQueueTime, else answerTime, else endTime) - inQueueTime, or queueDuration;
     speed of answer = answerTime - inQueueTime for answered queued calls; talk = endTime -
-    answerTime for answered calls. All in ms; ``stats.call_facts`` is the same rule per call.
+    answerTime for answered calls. All in ms; ``callfacts.call_facts`` is the same rule per call.
     """
     if not rows:
         return empty()

@@ -17,16 +17,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from cdrhub.reports import columns
-from cdrhub.reports.columns import Facts
+from cdrhub.reports import layout
 from cdrhub.store import Store
 from cdrhub.store.batch import HOUR_MS, hour_of
 from cdrhub.store.schema import calls, stat_hours
+
+if TYPE_CHECKING:
+    from cdrhub.reports.columns import Facts
 
 log = logging.getLogger("cdrhub.rollup")  # the name operators filter logs by; kept across moves
 
@@ -39,7 +41,7 @@ _SAVE_BYTES = 2**20
 
 
 def load(
-    store: Store, start_ms: int | None, end_ms: int | None, text: Iterable[str] = columns.TEXT
+    store: Store, start_ms: int | None, end_ms: int | None, text: Iterable[str] = layout.TEXT
 ) -> Facts:
     """The facts of every call whose start hour overlaps ``[start_ms, end_ms)`` (open if None).
 
@@ -48,6 +50,10 @@ def load(
     ``text`` attributes named are kept (see :func:`columns.concat`). Hours this process
     already decoded at the same ``changes`` counter come from ``store.fact_cache``.
     """
+    # Here, not at import: the server's background refresh imports this module and needs no
+    # NumPy (15 MB), which a reader loads with its first statistic.
+    from cdrhub.reports import columns
+
     # Without a start bound every hour counts: -1 (no start) and those before 1970 too.
     in_range = [] if start_ms is None else [stat_hours.c.slot >= hour_of(start_ms)]
     high = None if end_ms is None else hour_of(end_ms - 1)
@@ -152,14 +158,17 @@ def refresh(
                     )
                 ).all()
             )
-            # Each hour is kept only as its saved form, and saved once a megabyte is waiting:
-            # what a refresh holds is one hour's calls and that megabyte, however many calls
-            # the hours have (holding 24 hours of rows and 96 hours of facts grew the server
-            # by about 7 MB per 100,000 pushes, BENCHMARKS.md).
-            for slot, facts in _build(conn, [slot for slot in chunk if slot in changes]):
-                pending.append(_saved(slot, changes[slot], facts))
-                size += len(pending[-1]["f"])
-                del facts
+            # Each hour is kept only as its saved form, made from its rows without NumPy
+            # (layout.encode), and saved once a megabyte is waiting: what a refresh holds is
+            # one hour's calls and that megabyte, however many calls the hours have (holding
+            # 24 hours of rows and 96 hours of facts grew the server by about 7 MB per 100,000
+            # pushes, BENCHMARKS.md).
+            for slot in chunk:
+                if slot not in changes:
+                    continue
+                count, data = layout.encode(_hour_rows(conn, slot))
+                pending.append({"s": slot, "b": changes[slot], "n": count, "f": data})
+                size += len(data)
                 if size >= _SAVE_BYTES:
                     _write(store, pending)
                     total += len(pending)
@@ -226,12 +235,14 @@ def _build(conn: Connection, slots: list[int]) -> Iterator[tuple[int, Facts]]:
     process keeps that high-water mark. Per hour, the calls without a start (hour -1) need no
     special ordering either: SQLite sorts them first and PostgreSQL last.
     """
+    from cdrhub.reports import columns  # a reader's: see load
+
     for slot in slots:
         yield slot, columns.from_rows(_hour_rows(conn, slot))
 
 
 def _hour_rows(conn: Connection, slot: int) -> list[tuple[Any, ...]]:
-    """The :data:`columns.SOURCE` rows of the calls that start in hour ``slot``."""
+    """The :data:`layout.SOURCE` rows of the calls that start in hour ``slot``."""
     low, high = slot * HOUR_MS, (slot + 1) * HOUR_MS
     start, end = _moment(low), _moment(high)
     if start is not None and end is not None:
@@ -243,7 +254,7 @@ def _hour_rows(conn: Connection, slot: int) -> list[tuple[Any, ...]]:
         where = and_(calls.c.start_time_ms >= low, calls.c.start_time_ms < high)
     if slot == -1:  # calls without a start live in hour -1 (with any from just before 1970)
         where = or_(calls.c.start_time.is_(None), where)
-    query = select(*columns.SOURCE).where(where)
+    query = select(*layout.SOURCE).where(where)
     return [tuple(row) for row in conn.execute(query) if hour_of(row[0]) == slot]
 
 
@@ -266,6 +277,8 @@ def _save(store: Store, built: dict[int, tuple[int, Facts]]) -> None:
 
 def _saved(slot: int, changes: int, facts: Facts) -> dict[str, Any]:
     """The ``stat_hours`` values that save ``facts`` as the hour's snapshot at ``changes``."""
+    from cdrhub.reports import columns  # a reader's: see load
+
     return {"s": slot, "b": changes, "n": len(facts), "f": columns.to_bytes(facts)}
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 _STEP_MS = 6 * 3_600_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -62,6 +64,10 @@ def offsets_at(utc_ms: np.ndarray, tz: ZoneInfo) -> np.ndarray:
     not the span between its first and last time (one call in year 9999 among calls of 2026
     must not cost 8,000 years of samples).
     """
+    # Here, not at import: the rest of this module serves the calls list and the exports,
+    # which a server runs without NumPy (15 MB); whoever has arrays has loaded it already.
+    import numpy as np
+
     if not len(utc_ms):
         return np.zeros(0, np.int64)
     first, last = int(utc_ms.min()), int(utc_ms.max())

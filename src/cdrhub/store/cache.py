@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # only annotations: the store does not load NumPy (15 MB) for a server
+    import numpy as np
 
 
 class Facts(Protocol):

@@ -19,8 +19,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cdrhub.reports import stats
-
 #: Step (ms) when walking a period for its hours: no zone's offset is finer (e.g. +05:45).
 _STEP_MS = 15 * 60_000
 _NO_CALLS = {"calls": 0, "answered": 0, "abandoned": 0, "service_level": None}
@@ -34,7 +32,10 @@ def buckets(start: datetime, end: datetime, unit: str, zone: ZoneInfo) -> list[s
     """
     if unit == "hour":
         # Walked in UTC: adding to a zoned datetime moves its wall clock, which would step
-        # over the second 01:00 of the night clocks go back.
+        # over the second 01:00 of the night clocks go back. (Imported here, not with the
+        # pages: the statistics load NumPy, 15 MB, which a server needs for no push.)
+        from cdrhub.reports import stats
+
         key = stats.bucketer("hour", zone)
         keys: dict[str, None] = {}
         ms, last = int(start.timestamp() * 1000), int(end.timestamp() * 1000)

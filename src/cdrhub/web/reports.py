@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 
 from cdrhub.errors import InvalidParameter
-from cdrhub.reports import planning, query, sheets
+from cdrhub.reports import query
 from cdrhub.settings import Settings
 from cdrhub.store import Store
+
+if TYPE_CHECKING:
+    from cdrhub.reports import planning
 
 #: What a Reports page keeps from its query string (the form's fields).
 _PARAMS = ("from", "to", "interval", "sl_target", "sl_seconds", "direction", "agent", "sort")
@@ -35,6 +38,10 @@ def report_routes(
     router = APIRouter(include_in_schema=False)
 
     def selection(params: Mapping[str, str]) -> tuple[dict[str, str], Any, planning.Options]:
+        # The planning reports, here and below, are imported by the first report: they load
+        # NumPy (15 MB), which a server otherwise needs for no push.
+        from cdrhub.reports import planning
+
         kept = {k: params[k].strip() for k in _PARAMS if params.get(k, "").strip()}
         raw = dict(kept)
         to = raw.get("to", "")
@@ -61,6 +68,8 @@ def report_routes(
 
     @router.get("/reports/{kind}")
     def report_page(kind: str, request: Request) -> Response:
+        from cdrhub.reports import planning
+
         user = current_user(request)
         if kind not in planning.KINDS:
             raise page_error(404, "No such report.")
@@ -104,6 +113,8 @@ def report_routes(
 
     @router.get("/reports/{kind}/download")
     def report_download(kind: str, request: Request, format: str = "xlsx") -> Response:
+        from cdrhub.reports import planning, sheets
+
         current_user(request)
         if kind not in planning.KINDS or format not in sheets.MEDIA_TYPES:
             raise page_error(404, "No such download.")

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-import numpy as np
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
@@ -37,12 +36,15 @@ from cdrhub import alerts, cdr, forward
 from cdrhub.auth import users
 from cdrhub.errors import InvalidParameter
 from cdrhub.ingest import ReplayResult, client_address, networks, replay, replay_all
-from cdrhub.reports import call_id_path, export, query, rollup, stats, zones
+from cdrhub.reports import call_id_path, callfacts, export, query, rollup, zones
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.store.schema import calls as calls_table
 from cdrhub.web import charts, i18n
 from cdrhub.web.reports import report_routes
+
+if TYPE_CHECKING:
+    import numpy as np
 from cdrhub.web.throttle import Busy, Throttle
 
 log = logging.getLogger(__name__)
@@ -258,6 +260,10 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             where = query.parse_filters(raw, zone)
         except InvalidParameter:  # a day at the very edge of the calendar, in UTC
             raise PageError(422, _BAD_DATES) from None
+        # Here, not at import: the statistics load NumPy (15 MB), which a server needs for no
+        # push; the overview's first view loads it.
+        from cdrhub.reports import stats
+
         names = ("agent", "task_id", "intent", "hangup_reason")
         facts = stats.select_facts(get_store(), where, names)
         unit = charts.unit_for(start, end)
@@ -442,7 +448,7 @@ def dashboard_router(pages: Pages, settings: Settings, get_store: Callable[[], S
             raise PageError(404, "No call with this id.")
         row, versions = found
         item = query.to_item(row, zone)
-        derived = stats.derived_fields(row, settings.short_abandon_seconds)
+        derived = callfacts.derived_fields(row, settings.short_abandon_seconds)
         shown_versions = []
         for version in versions:
             shown = query.raw_version_item(version, zone)

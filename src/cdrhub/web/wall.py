@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse, Response
 from cdrhub import alerts
 from cdrhub.auth import users
 from cdrhub.auth import wallboard as links
-from cdrhub.reports import wallboard
 from cdrhub.settings import Settings
 from cdrhub.store import Store
 from cdrhub.web.routes import PageError, Pages, SignInRequired, alert_view, here
@@ -57,6 +56,10 @@ def wall_router(
         return user, ""
 
     def data() -> dict[str, Any]:
+        # Here, not with the pages: the figures load NumPy (15 MB), which a server that shows
+        # no wallboard never needs.
+        from cdrhub.reports import wallboard
+
         store = get_store()
         figures = wallboard.figures(
             store,
