@@ -39,54 +39,6 @@ if TYPE_CHECKING:
     from cdrhub.reports.query import FILTERS, TZ_PARAM, CallFilter, Param, call_id_path
     from cdrhub.reports.stats import FIGURE_DIGITS, METRICS
 
-_MODULES = frozenset(
-    {
-        "agents",
-        "callfacts",
-        "columns",
-        "csvsql",
-        "export",
-        "intervals",
-        "layout",
-        "planning",
-        "query",
-        "rollup",
-        "sheets",
-        "staffing",
-        "stats",
-        "wallboard",
-        "zones",
-    }
-)
-#: The names this package offers, and the module each comes from.
-_NAMES = {
-    "FILTERS": "query",
-    "TZ_PARAM": "query",
-    "CallFilter": "query",
-    "Param": "query",
-    "call_id_path": "query",
-    "Facts": "columns",
-    "FIGURE_DIGITS": "stats",
-    "METRICS": "stats",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Import a module, or the module a name comes from, when it is first asked for.
-
-    Importing the package imports none of them: most need NumPy (15 MB), which the server
-    needs only for a report; its background snapshot refresh needs ``rollup`` and ``layout``,
-    which do without it.
-    """
-    if name in _MODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _NAMES:
-        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "FILTERS",
     "FIGURE_DIGITS",
@@ -112,3 +64,33 @@ __all__ = [
     "wallboard",
     "zones",
 ]
+
+#: The names this package offers, and the module each comes from.
+_NAMES = {
+    "FILTERS": "query",
+    "TZ_PARAM": "query",
+    "CallFilter": "query",
+    "Param": "query",
+    "call_id_path": "query",
+    "Facts": "columns",
+    "FIGURE_DIGITS": "stats",
+    "METRICS": "stats",
+}
+#: The modules: every other name of ``__all__``.
+_MODULES = frozenset(__all__) - _NAMES.keys()
+
+
+def __getattr__(name: str) -> Any:
+    """Import a module, or the module a name comes from, when it is first asked for.
+
+    Importing the package imports none of them: most need NumPy (15 MB), which the server
+    needs only for a report; its background snapshot refresh needs ``rollup`` and ``layout``,
+    which do without it.
+    """
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
