@@ -42,10 +42,10 @@ from cdrhub.store import Store
 from cdrhub.store.schema import calls as calls_table
 from cdrhub.web import charts, i18n
 from cdrhub.web.reports import report_routes
+from cdrhub.web.throttle import Busy, Throttle
 
 if TYPE_CHECKING:
     import numpy as np
-from cdrhub.web.throttle import Busy, Throttle
 
 log = logging.getLogger(__name__)
 
