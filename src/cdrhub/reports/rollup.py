@@ -167,7 +167,7 @@ def refresh(
                 if slot not in changes:
                     continue
                 count, data = layout.encode(_hour_rows(conn, slot))
-                pending.append({"s": slot, "b": changes[slot], "n": count, "f": data})
+                pending.append(_row(slot, changes[slot], count, data))
                 size += len(data)
                 if size >= _SAVE_BYTES:
                     _write(store, pending)
@@ -279,7 +279,12 @@ def _saved(slot: int, changes: int, facts: Facts) -> dict[str, Any]:
     """The ``stat_hours`` values that save ``facts`` as the hour's snapshot at ``changes``."""
     from cdrhub.reports import columns  # a reader's: see load
 
-    return {"s": slot, "b": changes, "n": len(facts), "f": columns.to_bytes(facts)}
+    return _row(slot, changes, len(facts), columns.to_bytes(facts))
+
+
+def _row(slot: int, changes: int, count: int, snapshot: bytes) -> dict[str, Any]:
+    """The ``stat_hours`` values of an hour's snapshot (bound by :func:`_write`'s insert)."""
+    return {"s": slot, "b": changes, "n": count, "f": snapshot}
 
 
 def _write(store: Store, rows: list[dict[str, Any]]) -> None:
