@@ -227,6 +227,10 @@ def test_the_applier_process_is_started_again_when_it_dies(
     # Answering pushes comes first: every thread of the applier runs at a lower priority.
     server_nice = _niceness(server.process.pid)
     assert server_nice and _niceness(first) == {min(n + 10, 19) for n in server_nice}
+    # And on Linux below every ordinary task: a core is the applier's only when it is idle.
+    threads = [int(task.name) for task in Path(f"/proc/{first}/task").iterdir()]
+    assert {os.sched_getscheduler(tid) for tid in threads} == {os.SCHED_IDLE}
+    assert os.sched_getscheduler(server.process.pid) == os.SCHED_OTHER
     os.kill(first, 9)
     for number in range(3):
         answer = httpx.post(url, json={"callId": f"after-{number}"}, headers={"token": TOKEN})

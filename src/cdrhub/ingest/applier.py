@@ -41,11 +41,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cdrhub.journal")
 
-#: How much lower than the server's the applier's CPU priority is (Unix ``nice``): the
-#: kernel then gives the server about 10 times the applier's share of a busy core. Answering
-#: pushes is what NXCC's retry clock waits on; applying them can wait a moment. On a machine
-#: with no core to spare the applier falls behind during a burst and catches up after it
-#: (measured on 2 cores with the load generator: 1.35x the pushes/s, BENCHMARKS.md).
+#: The applier's CPU priority is below the server's: answering pushes is what NXCC's retry
+#: clock waits on; applying them can wait a moment. On Linux it runs as ``SCHED_IDLE`` (a core
+#: is its only when nothing else wants it); elsewhere at ``nice`` 10 (about a tenth of a busy
+#: core's share). On a machine with no core to spare it falls behind during a burst and
+#: catches up after it, which ``/readyz`` and ``/metrics`` show (``pending_records``). On 2
+#: cores shared with the load generator: nice 10 gave 1.35x the pushes/s of no change, and
+#: SCHED_IDLE 1.3-1.4x nice 10 (BENCHMARKS.md, "Fifth look").
 _NICENESS = 10
 _MESSAGE_BYTES = 4096  # every message is a short JSON object
 #: The applier's command line (``-m`` would warn: the package imports this module first). The
@@ -53,6 +55,7 @@ _MESSAGE_BYTES = 4096  # every message is a short JSON object
 #: inherits it.
 _CHILD = (
     f"import os; os.nice({_NICENESS}); "
+    "hasattr(os, 'SCHED_IDLE') and os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); "
     "import sys; from cdrhub.ingest.applier import main; main(sys.argv)"
 )
 
