@@ -118,6 +118,62 @@ class CallbackEndpoint:
             log.exception("push failed unexpectedly")
             status = 500
             body = {"error": "internal_error", "detail": "see the server log", "fields": []}
+        headers, payload = self._answer(scope, started, status, body, extra)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    # -- the fast path: a valid push answered from a callback, without a task ----------------
+
+    def accept(self, scope: Scope, body: bytes) -> tuple[str, asyncio.Future[Any]] | None:
+        """Queue a push whose whole body has arrived, if every check passes; else None.
+
+        The protocol calls this instead of running the app when a push's body arrived with
+        its head (nearly every push): the checks are the same as :meth:`_handle`'s, in the
+        same order, and the push goes to the same writer. Only the happy path is taken here;
+        for anything else (None) the protocol runs this endpoint as an ordinary ASGI app on
+        the same request, which answers the error and quarantines the body exactly as always.
+        Skipping the task, the ASGI messages and their coroutines saves the event loop about
+        a third of its work per push (issue 15's profile, BENCHMARKS.md "Fifth look").
+        """
+        if scope["method"] != "POST":
+            return None
+        guard = self._guard
+        if guard.restricted and not guard.allowed(guard.client(scope)):
+            return None
+        token = content_type = None
+        for name, value in scope["headers"]:
+            if name == b"token":
+                token = value
+            elif name == b"content-type":
+                content_type = value
+        if not self._tokens(token) or len(body) > self._max or not _is_json(content_type):
+            return None
+        try:
+            call_id = cdr.check(body)
+        except Exception:  # refused (or a bug of ours): the full endpoint answers and keeps it
+            return None
+        return call_id, self._writer().enqueue(Push(None, body))
+
+    def answered(
+        self, scope: Scope, started: float, call_id: str, future: asyncio.Future[Any]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """The answer to a push :meth:`accept` queued, once its future is done; None when the
+        writer raised, so that the full endpoint handles the push (and the error) instead."""
+        if future.cancelled() or future.exception() is not None:
+            return None
+        body = {"ok": True, "callId": call_id, "result": future.result()}
+        headers, payload = self._answer(scope, started, 200, body, {})
+        return 200, headers, payload
+
+    def _answer(
+        self,
+        scope: Scope,
+        started: float,
+        status: int,
+        body: dict[str, Any],
+        extra: dict[str, str],
+    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """Log and count the outcome; the answer's headers and JSON body."""
         request_id = f"{_PREFIX}-{next(_REQUESTS):x}"
         elapsed = time.perf_counter() - started
         result = body.get("result") or body.get("error") or "unknown"
@@ -152,8 +208,7 @@ class CallbackEndpoint:
             headers.append((b"allow", b"POST"))
         headers += [(k.encode(), v.encode()) for k, v in extra.items()]
         self._count(result, elapsed)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        return headers, payload
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         if scope["method"] != "POST":

@@ -24,7 +24,9 @@ bytes received, bodies included: each such line in a body lengthened it past its
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from typing import Any
 
 import httptools
@@ -118,7 +120,7 @@ class _HeadFirst:
 
 
 class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with three fixes a public receiver needs.
+    """uvicorn's httptools protocol, with three fixes a public receiver needs, and a fast path.
 
     1. It declines ``Upgrade`` offers (``h2c``, or any protocol it does not speak) instead of
        losing the body (see the module docstring). A WebSocket handshake, when uvicorn has a
@@ -132,6 +134,14 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
        close`` *in their place*: requests received before them get their own answers first.
        uvicorn wrote its 400 at once, so a push whose ``Content-Length`` was shorter than its
        body was stored and answered 200 behind the sender's back while the sender read a 400.
+
+    The fast path: a ``POST`` to one of the app's push paths whose whole body arrived with its
+    head (nearly every push) is handed to the push endpoint's ``accept`` straight from the
+    parser's callback, and answered from the writer's future: no task, no ASGI messages. A
+    push that fails any check, a body still arriving, ``Expect: 100-continue``, or a writer
+    error runs the endpoint as the ASGI app instead, on the same request, as every request did
+    before (it answers the error and quarantines the body). Pipelined requests keep their
+    order: uvicorn queues a request behind one not yet answered, whichever path answers it.
     """
 
     header_timeout: float = 10.0  # set from CDRHUB_HEADER_TIMEOUT_SECONDS by run()/app_from_env
@@ -146,11 +156,22 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
     _unparseable: bool = False
     #: A 400 that waits for the answers to the requests received before the unparseable bytes.
     _pending_refusal: bytes | None = None
+    #: The app's push endpoint (its ``accept`` and ``answered``) and the paths it serves; None
+    #: for an app without one.
+    _fast: Any = None
+    _fast_paths: frozenset[str] = frozenset()
+    #: A fast-path request whose body is still arriving, and its app: taken by
+    #: on_message_complete, or run as an ASGI app when the bytes received end mid-body.
+    _deferred: tuple[RequestResponseCycle, Any] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_since = self.loop.time()
         self._arm_header_timer(self.header_timeout)
+        endpoint = getattr(self.app, "callback", None)
+        if endpoint is not None and hasattr(endpoint, "accept"):
+            self._fast = endpoint
+            self._fast_paths = getattr(self.app, "callback_paths", frozenset())
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
@@ -171,6 +192,10 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
                 continue
             except httptools.HttpParserError as error:
                 self._refuse_unparseable(str(error) or type(error).__name__)
+            if self._deferred is not None:  # its body did not all come with its head
+                cycle, app = self._deferred
+                self._deferred = None
+                super()._start_asgi_task(cycle, app)  # the endpoint reads it, with its timer
             return
 
     def on_message_begin(self) -> None:
@@ -203,6 +228,61 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
                 # The whole body is buffered: the push endpoint reads it without waiting, so it
                 # needs no body timer (see CallbackEndpoint).
                 self.cycle.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
+                if self._deferred is not None and self._deferred[0] is self.cycle:
+                    cycle, app = self._deferred
+                    self._deferred = None
+                    self._push_fast(cycle, app)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if (
+            self._fast is None
+            or cycle.scope["path"] not in self._fast_paths
+            or cycle.scope["method"] != "POST"
+            or cycle.waiting_for_100_continue
+        ):
+            super()._start_asgi_task(cycle, app)
+        elif cycle.more_body:
+            self._deferred = (cycle, app)  # decided once the bytes received so far are parsed
+        else:
+            self._push_fast(cycle, app)  # a pipelined push, received whole while it waited
+
+    def _push_fast(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """Queue a whole push through the endpoint's ``accept``, or run the endpoint on it."""
+        started = time.perf_counter()
+        accepted = self._fast.accept(cycle.scope, bytes(cycle.body))
+        if accepted is None:  # not a valid push: the endpoint answers why, and keeps it
+            super()._start_asgi_task(cycle, app)
+            return
+        call_id, future = accepted
+        future.add_done_callback(functools.partial(self._answer_fast, cycle, app, started, call_id))
+
+    def _answer_fast(
+        self,
+        cycle: RequestResponseCycle,
+        app: Any,
+        started: float,
+        call_id: str,
+        future: asyncio.Future[Any],
+    ) -> None:
+        """Write the answer to a fast-path push, as uvicorn would for the endpoint's."""
+        answer = self._fast.answered(cycle.scope, started, call_id, future)
+        if answer is None:  # the writer raised: the endpoint tries once more and answers
+            super()._start_asgi_task(cycle, app)
+            return
+        if cycle.disconnected:
+            return  # stored all the same; there is nobody to answer
+        status, headers, payload = answer
+        head = [STATUS_LINE[status]]
+        for name, value in (*cycle.default_headers, *headers):
+            head += [name, b": ", value, b"\r\n"]
+        if not cycle.keep_alive:  # HTTP/1.0, the sender's "Connection: close", or shutdown
+            head.append(b"connection: close\r\n")
+        head += [b"\r\n", payload]
+        cycle.response_started = cycle.response_complete = True
+        cycle.transport.write(b"".join(head))
+        if not cycle.keep_alive:
+            cycle.transport.close()
+        cycle.on_response()
 
     def on_response_complete(self) -> None:
         answered_all = not self.pipeline
@@ -255,6 +335,7 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
         """
         self._unparseable = True
         self._declined_head = None
+        self._deferred = None  # its app is not run: a broken request is answered 400 below
         self._disarm_header_timer()
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
         log.warning("invalid HTTP request from %s: %s; closing the connection", client, reason)

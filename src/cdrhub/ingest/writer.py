@@ -63,10 +63,18 @@ class BatchWriter:
 
     async def submit(self, item: Item) -> Result:
         """Store ``item``; returns once it is committed, or raises what the store raised."""
+        return await self.enqueue(item)
+
+    def enqueue(self, item: Item) -> asyncio.Future[Result]:
+        """Queue ``item``; the future is resolved (in the event loop) once it is committed.
+
+        For callers that answer from a callback rather than a task (the protocol's fast path
+        for pushes, :mod:`cdrhub.ingest.protocol`).
+        """
         assert self._loop is not None, "BatchWriter.start() was not called"
         future: asyncio.Future[Result] = self._loop.create_future()
         self._queue.put((item, future))
-        return await future
+        return future
 
     async def stop(self) -> None:
         """Commit what is queued, then end the thread."""
