@@ -65,6 +65,9 @@ class Result:
     oks: int
     stored: int | None  # rows added during the measured run (cdrhub targets)
     cpu_us: float | None = None  # server CPU (user + system, every process) per request
+    #: Journal targets: seconds from the end of the load until the applier had applied every
+    #: push answered (how far behind it was; it runs below the server's priority).
+    behind_s: float | None = None
 
 
 def free_port() -> int:
@@ -266,6 +269,7 @@ def measure(target: Target, seconds: float, connections: int, threads: int) -> R
         cpu_before = target.cpu_seconds()
         r = wrk(target.port, seconds, connections, threads)
         cpu = target.cpu_seconds() - cpu_before  # the applier's catching up is not counted
+        behind = applied_after(target.port) if "-journal" in target.name else None
         time.sleep(1.0)  # let in-flight pushes land before counting
         after = settled_rows(target)
     errors = int(r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"])
@@ -280,6 +284,7 @@ def measure(target: Target, seconds: float, connections: int, threads: int) -> R
         oks,
         stored,
         cpu * 1e6 / max(1, r["requests"]),
+        behind,
     )
 
 
@@ -343,6 +348,8 @@ def throughput(args: argparse.Namespace) -> str:
                 r = measure(Target(name, Path(tmp)), seconds, args.connections, args.threads)
                 results[name].append(r)
                 check = "" if r.stored is None else f", stored {r.stored} for {r.oks} 200s"
+                if r.behind_s is not None:
+                    check += f", applied {r.behind_s:.1f} s after the load"
                 print(
                     f"round {round_} {name:>20}: {r.rps:9.0f}/s  p50 {r.p50:7.2f} ms  "
                     f"p99 {r.p99:7.2f} ms  cpu {r.cpu_us:6.1f} us/push  errors {r.errors}{check}",
