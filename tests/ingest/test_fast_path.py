@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -191,3 +192,35 @@ async def test_a_writer_error_is_answered_by_the_endpoint(tmp_path: Path) -> Non
             assert body == {"ok": True, "callId": "down-1", "result": "created"}
     finally:
         blocker.close()
+
+
+@run
+async def test_pushes_queued_in_one_pass_are_committed_together_in_order(
+    settings: Settings, store: Store
+) -> None:
+    """The writer gets what the event loop queued in one pass as one group: one commit (one
+    sync) for all of them, in the order queued, so a correction queued after the version it
+    corrects wins."""
+    from cdrhub.ingest.writer import BatchWriter
+    from cdrhub.ops import Metrics
+    from cdrhub.store import Push
+
+    metrics = Metrics()
+    writer = BatchWriter(store, metrics=metrics)
+    writer.start()
+    try:
+        bodies = [json.dumps({"callId": f"group-{n}"}).encode() for n in range(20)]
+        bodies.append(json.dumps({"callId": "group-3", "agentName": "corrected"}).encode())
+        futures = []
+        for body in bodies:  # one pass of the loop, which also parses other requests meanwhile
+            futures.append(writer.enqueue(Push(None, body)))
+            time.sleep(0.002)  # (the GIL is free here: a writer given items would commit them)
+        results = await asyncio.gather(*futures)
+    finally:
+        await writer.stop()
+    assert results == ["created"] * 20 + ["updated"]
+    count = metrics.registry.get_sample_value("cdrhub_commit_items_count")
+    total = metrics.registry.get_sample_value("cdrhub_commit_items_sum")
+    assert (count, total) == (1, 21)
+    assert store.count_calls() == 20
+    assert store.get_call("group-3")["agent_name"] == "corrected"

@@ -53,6 +53,9 @@ class BatchWriter:
         self._retry_at = 0.0  # monotonic time before which the database is not tried again
         self._batch_max = batch_max
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: Items queued by the event loop since its last pass, handed over together at the end
+        #: of it (see enqueue).
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._thread = threading.Thread(target=self._run, name="cdrhub-writer", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -69,17 +72,31 @@ class BatchWriter:
         """Queue ``item``; the future is resolved (in the event loop) once it is committed.
 
         For callers that answer from a callback rather than a task (the protocol's fast path
-        for pushes, :mod:`cdrhub.ingest.protocol`).
+        for pushes, :mod:`cdrhub.ingest.protocol`); from the event loop's thread only.
+
+        The items queued during one pass of the event loop (every push whose bytes arrived
+        in it) reach the thread together, when the pass ends: one hand-over and one wake-up
+        instead of one for each, and the thread's first look finds the whole group, so one
+        sync serves it (handed over one by one, groups were smaller and the thread spent
+        twice the CPU a push, BENCHMARKS.md "Fifth look").
         """
         assert self._loop is not None, "BatchWriter.start() was not called"
         future: asyncio.Future[Result] = self._loop.create_future()
-        self._queue.put((item, future))
+        if not self._pending:
+            self._loop.call_soon(self._hand_over)
+        self._pending.append((item, future))
         return future
+
+    def _hand_over(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            self._queue.put(pending)
 
     async def stop(self) -> None:
         """Commit what is queued, then end the thread."""
         if not self._thread.is_alive():
             return
+        self._hand_over()
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
 
@@ -93,7 +110,7 @@ class BatchWriter:
                 continue
             if first is _STOP:
                 break
-            batch = [first]
+            batch = list(first)
             while len(batch) < self._batch_max:
                 try:
                     following = self._queue.get_nowait()
@@ -102,7 +119,7 @@ class BatchWriter:
                 if following is _STOP:
                     stopping = True
                     break
-                batch.append(following)
+                batch += following
             settled = self._commit(batch)
             assert self._loop is not None
             try:
