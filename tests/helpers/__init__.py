@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,6 +30,27 @@ OTHER_TOKEN = "rotated-token-9876543210"
 
 Push = Callable[..., httpx.Response]
 Api = Callable[..., httpx.Response]
+
+
+def locked_sqlite(tmp_path: Path, busy_timeout_ms: int) -> tuple[Any, sqlite3.Connection]:
+    """Settings on a new, migrated SQLite file (no spool: the database itself is under test),
+    and a second connection that can take its write lock from outside the app."""
+    from cdrhub.settings import Settings
+    from cdrhub.store import open_store
+
+    url = f"sqlite:///{tmp_path}/locked.db"
+    setup = open_store(url)
+    setup.upgrade()
+    setup.close()
+    settings = Settings(
+        database_url=url,
+        tokens=[TOKEN],
+        data_dir=tmp_path / "data",
+        sqlite_busy_timeout_ms=busy_timeout_ms,
+        spool=False,
+    )
+    return settings, sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+
 
 def empty_postgres(url: str) -> None:
     """Give a test an empty database: drop everything a previous test created."""

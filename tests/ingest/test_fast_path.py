@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +19,8 @@ from typing import Any
 
 from cdrhub.app import create_app
 from cdrhub.settings import Settings
-from cdrhub.store import Store, open_store
-from tests.conftest import TOKEN
+from cdrhub.store import Store
+from tests.helpers import TOKEN, locked_sqlite
 from tests.ingest.test_one_write import RecordingTransport, run
 
 
@@ -166,18 +165,7 @@ async def test_a_writer_error_is_answered_by_the_endpoint(tmp_path: Path) -> Non
     """When the writer raises (here: the SQLite file is locked by another process and there
     is no spool), the push goes to the endpoint, which tries once more and answers the
     documented 503; once the lock is gone the same push is stored."""
-    url = f"sqlite:///{tmp_path}/locked.db"
-    setup = open_store(url)
-    setup.upgrade()
-    setup.close()
-    settings = Settings(
-        database_url=url,
-        tokens=[TOKEN],
-        data_dir=tmp_path / "data",
-        sqlite_busy_timeout_ms=100,
-        spool=False,
-    )
-    blocker = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    settings, blocker = locked_sqlite(tmp_path, busy_timeout_ms=100)
     try:
         async with _serving(settings) as (protocol, transport):
             blocker.execute("BEGIN EXCLUSIVE")

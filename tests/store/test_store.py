@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from cdrhub.app import create_app
 from cdrhub.errors import StoreUnavailable
 from cdrhub.settings import Settings
 from cdrhub.store import Push, Rejected, Store, open_store
-from tests.helpers import TOKEN
+from tests.helpers import TOKEN, locked_sqlite
 
 
 def _push(payload: dict[str, Any]) -> Push:
@@ -63,18 +62,8 @@ def test_unreachable_postgres_is_store_unavailable() -> None:
 
 def test_locked_sqlite_answers_503_then_recovers(tmp_path: Path) -> None:
     """While another process holds the write lock past the timeout: 503; once released: 200."""
-    url = f"sqlite:///{tmp_path}/locked.db"
-    setup = open_store(url)
-    setup.upgrade()
-    setup.close()
-    settings = Settings(
-        database_url=url,
-        tokens=[TOKEN],
-        data_dir=tmp_path,
-        sqlite_busy_timeout_ms=200,
-        spool=False,  # this is about the database itself; tests/test_spool.py covers the spool
-    )
-    blocker = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    # No spool: this is about the database itself; tests/test_spool.py covers the spool.
+    settings, blocker = locked_sqlite(tmp_path, busy_timeout_ms=200)
     with TestClient(create_app(settings)) as client:
         blocker.execute("BEGIN IMMEDIATE")
         try:
