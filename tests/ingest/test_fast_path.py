@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cdrhub.app import create_app
 from cdrhub.settings import Settings
 from cdrhub.store import Store
@@ -212,3 +214,23 @@ async def test_pushes_queued_in_one_pass_are_committed_together_in_order(
     assert (count, total) == (1, 21)
     assert store.count_calls() == 20
     assert store.get_call("group-3")["agent_name"] == "corrected"
+
+
+@run
+async def test_a_bug_in_the_fast_answer_still_gets_the_push_answered(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Should building the fast answer fail (a bug of ours), the stored push is not left
+    unanswered: the endpoint answers it (``duplicate``: it was stored), and the log says why."""
+    async with _serving(settings) as (protocol, transport):
+
+        def broken(*_: Any) -> None:
+            raise RuntimeError("a bug in the fast path")
+
+        monkeypatch.setattr(protocol._fast, "answered", broken)
+        protocol.data_received(_push("bug-1"))
+        [(head, body)] = await _answers(transport, 1)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert body == {"ok": True, "callId": "bug-1", "result": "duplicate"}
+    assert "answering push bug-1 failed" in caplog.text
+    assert store.count_calls() == 1

@@ -152,7 +152,11 @@ class CallbackEndpoint:
             call_id = cdr.check(body)
         except Exception:  # refused (or a bug of ours): the full endpoint answers and keeps it
             return None
-        return call_id, self._writer().enqueue(Push(None, body))
+        try:
+            writer = self._writer()
+        except RuntimeError:  # the app has not started: the endpoint answers that (500)
+            return None
+        return call_id, writer.enqueue(Push(None, body))
 
     def answered(
         self, scope: Scope, started: float, call_id: str, future: asyncio.Future[Any]

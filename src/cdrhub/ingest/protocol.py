@@ -249,7 +249,11 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
     def _push_fast(self, cycle: RequestResponseCycle, app: Any) -> None:
         """Queue a whole push through the endpoint's ``accept``, or run the endpoint on it."""
         started = time.perf_counter()
-        accepted = self._fast.accept(cycle.scope, bytes(cycle.body))
+        try:
+            accepted = self._fast.accept(cycle.scope, bytes(cycle.body))
+        except Exception:  # a bug of ours: the endpoint still answers (and logs its own)
+            log.exception("the fast path failed on a push; the endpoint answers it instead")
+            accepted = None
         if accepted is None:  # not a valid push: the endpoint answers why, and keeps it
             super()._start_asgi_task(cycle, app)
             return
@@ -265,7 +269,11 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
         future: asyncio.Future[Any],
     ) -> None:
         """Write the answer to a fast-path push, as uvicorn would for the endpoint's."""
-        answer = self._fast.answered(cycle.scope, started, call_id, future)
+        try:
+            answer = self._fast.answered(cycle.scope, started, call_id, future)
+        except Exception:  # a bug of ours: the push must still be answered (it is stored)
+            log.exception("answering push %s failed; the endpoint answers it instead", call_id)
+            answer = None
         if answer is None:  # the writer raised: the endpoint tries once more and answers
             super()._start_asgi_task(cycle, app)
             return
