@@ -163,6 +163,10 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
     #: A fast-path request whose body is still arriving, and its app: taken by
     #: on_message_complete, or run as an ASGI app when the bytes received end mid-body.
     _deferred: tuple[RequestResponseCycle, Any] | None = None
+    #: True while data_received feeds the parser: only then can a request be deferred (the
+    #: end of data_received is what starts or drops it). A pipelined request started from
+    #: on_response_complete runs at once, with the endpoint's body timer.
+    _parsing: bool = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -179,7 +183,11 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
             return  # after a refusal nothing more is parsed; the connection is closing
         while True:
             try:
-                self.parser.feed_data(data)
+                self._parsing = True
+                try:
+                    self.parser.feed_data(data)
+                finally:
+                    self._parsing = False
             except httptools.HttpParserUpgrade as upgrade:
                 if self._declined_head is None:
                     self._upgrade_not_declined()
@@ -241,6 +249,11 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
             or cycle.waiting_for_100_continue
         ):
             super()._start_asgi_task(cycle, app)
+        elif cycle.more_body and not self._parsing:
+            # A queued push whose turn came (from on_response_complete) before its body was
+            # whole: nothing would start it if no more bytes came, so the endpoint reads it,
+            # under its body timeout, as before the fast path.
+            super()._start_asgi_task(cycle, app)
         elif cycle.more_body:
             self._deferred = (cycle, app)  # decided once the bytes received so far are parsed
         else:
@@ -275,6 +288,11 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
             log.exception("answering push %s failed; the endpoint answers it instead", call_id)
             answer = None
         if answer is None:  # the writer raised: the endpoint tries once more and answers
+            if cycle.disconnected:
+                # The cycle's receive() would say http.disconnect before the body, and the
+                # endpoint would return without storing or quarantining it; the sender left
+                # after the push was submitted, so handle it as the endpoint did then.
+                app = functools.partial(_with_body, app, bytes(cycle.body))
             super()._start_asgi_task(cycle, app)
             return
         if cycle.disconnected:
@@ -290,6 +308,18 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
         cycle.transport.write(b"".join(head))
         if not cycle.keep_alive:
             cycle.transport.close()
+        if cycle.flow.write_paused:
+            # The sender is not reading its answers: as uvicorn's send (which awaits drain),
+            # serve (and read) its next request only once the transport can take more.
+            task = self.loop.create_task(self._on_response_when_writable(cycle))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+            return
+        cycle.on_response()
+
+    @staticmethod
+    async def _on_response_when_writable(cycle: RequestResponseCycle) -> None:
+        await cycle.flow.drain()  # connection_lost resumes writing, so this always ends
         cycle.on_response()
 
     def on_response_complete(self) -> None:
@@ -422,3 +452,12 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
             self._arm_header_timer(left)  # a later request's header block: its own deadline
         elif self.cycle is None or self.cycle.response_complete:
             self.transport.close()
+
+
+async def _with_body(app: Any, body: bytes, scope: Any, _receive: Any, send: Any) -> None:
+    """``app`` on a request whose whole body is ``body``, whatever became of the connection."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    await app(scope, receive, send)

@@ -102,16 +102,20 @@ class BatchWriter:
 
     def _run(self) -> None:
         stopping = False
-        while not stopping:
-            try:
-                first = self._queue.get(timeout=1.0 if self._spooling() else None)
-            except queue.Empty:
-                self._drain()
-                continue
-            if first is _STOP:
-                break
-            batch = list(first)
-            while len(batch) < self._batch_max:
+        #: Items taken from the queue but not yet committed: a group handed over in one pass
+        #: can hold more than batch_max, and batch_max is the most one commit stores.
+        taken: list[tuple[Item, asyncio.Future[Result]]] = []
+        while taken or not stopping:
+            if not taken:
+                try:
+                    first = self._queue.get(timeout=1.0 if self._spooling() else None)
+                except queue.Empty:
+                    self._drain()
+                    continue
+                if first is _STOP:
+                    break
+                taken = list(first)
+            while len(taken) < self._batch_max and not stopping:
                 try:
                     following = self._queue.get_nowait()
                 except queue.Empty:
@@ -119,7 +123,8 @@ class BatchWriter:
                 if following is _STOP:
                     stopping = True
                     break
-                batch += following
+                taken += following
+            batch, taken = taken[: self._batch_max], taken[self._batch_max :]
             settled = self._commit(batch)
             assert self._loop is not None
             try:
