@@ -137,15 +137,9 @@ class CallbackEndpoint:
         """
         if scope["method"] != "POST":
             return None
-        guard = self._guard
-        if guard.restricted and not guard.allowed(guard.client(scope)):
+        if not self._guard.allowed(self._guard.client(scope)):
             return None
-        token = content_type = None
-        for name, value in scope["headers"]:
-            if name == b"token":
-                token = value
-            elif name == b"content-type":
-                content_type = value
+        token, content_type, _ = _push_headers(scope)
         if not self._tokens(token) or len(body) > self._max or not _is_json(content_type):
             return None
         try:
@@ -221,14 +215,7 @@ class CallbackEndpoint:
         if not self._guard.allowed(address):
             log.debug("address %s not in CDRHUB_ALLOWED_IPS", address)
             raise ForbiddenAddress(f"{address} may not push here (CDRHUB_ALLOWED_IPS)")
-        token = content_type = length = None
-        for name, value in scope["headers"]:
-            if name == b"token":
-                token = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = value
+        token, content_type, length = _push_headers(scope)
         if not self._tokens(token):
             wait = self._guard.retry_after(address)
             self._guard.failed(address)
@@ -377,6 +364,19 @@ async def _within(seconds: float, reading: Coroutine[Any, Any, _T]) -> _T:
 def cdr_problem(field: str, expected: str) -> FieldProblem:
     """A problem with a header, whose value is never echoed (it may be a secret)."""
     return FieldProblem(field, None, expected)
+
+
+def _push_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The headers a push is checked by: ``token``, ``Content-Type``, ``Content-Length``."""
+    token = content_type = length = None
+    for name, value in scope["headers"]:
+        if name == b"token":
+            token = value
+        elif name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            length = value
+    return token, content_type, length
 
 
 def _is_json(content_type: bytes | None) -> bool:

@@ -114,11 +114,6 @@ class Guard:
         """The sender's address: the peer, or what trusted proxies say in X-Forwarded-For."""
         return client_address(scope, self._proxies)
 
-    @property
-    def restricted(self) -> bool:
-        """Whether an allowlist is configured (else every address may push)."""
-        return bool(self._allowed)
-
     def allowed(self, address: str) -> bool:
         """Whether the allowlist (if any) admits ``address``."""
         return not self._allowed or _within(address, self._allowed)

@@ -247,12 +247,11 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
             or cycle.scope["path"] not in self._fast_paths
             or cycle.scope["method"] != "POST"
             or cycle.waiting_for_100_continue
-        ):
-            super()._start_asgi_task(cycle, app)
-        elif cycle.more_body and not self._parsing:
             # A queued push whose turn came (from on_response_complete) before its body was
             # whole: nothing would start it if no more bytes came, so the endpoint reads it,
             # under its body timeout, as before the fast path.
+            or (cycle.more_body and not self._parsing)
+        ):
             super()._start_asgi_task(cycle, app)
         elif cycle.more_body:
             self._deferred = (cycle, app)  # decided once the bytes received so far are parsed
@@ -298,14 +297,10 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
         if cycle.disconnected:
             return  # stored all the same; there is nobody to answer
         status, headers, payload = answer
-        head = [STATUS_LINE[status]]
-        for name, value in (*cycle.default_headers, *headers):
-            head += [name, b": ", value, b"\r\n"]
-        if not cycle.keep_alive:  # HTTP/1.0, the sender's "Connection: close", or shutdown
-            head.append(b"connection: close\r\n")
-        head += [b"\r\n", payload]
         cycle.response_started = cycle.response_complete = True
-        cycle.transport.write(b"".join(head))
+        # Not keep-alive: HTTP/1.0, the sender's "Connection: close", or shutdown.
+        close = not cycle.keep_alive
+        cycle.transport.write(_response(status, cycle.default_headers, headers, payload, close))
         if not cycle.keep_alive:
             cycle.transport.close()
         if cycle.flow.write_paused:
@@ -417,15 +412,11 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
             if name == b"content-length"
         ]
         payload = msgspec.json.encode({"error": "invalid_http", "detail": detail, "fields": fields})
-        head = [STATUS_LINE[400]]
-        for name, value in self.server_state.default_headers:
-            head += [name, b": ", value, b"\r\n"]
-        head += [
-            b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(payload),
-            b"connection: close\r\n\r\n",
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(payload)),
         ]
-        return b"".join([*head, payload])
+        return _response(400, self.server_state.default_headers, headers, payload, close=True)
 
     def _send_refusal(self, response: bytes) -> None:
         self._pending_refusal = None
@@ -452,6 +443,23 @@ class DeclineH2CHttpToolsProtocol(HttpToolsProtocol):
             self._arm_header_timer(left)  # a later request's header block: its own deadline
         elif self.cycle is None or self.cycle.response_complete:
             self.transport.close()
+
+
+def _response(
+    status: int,
+    default_headers: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]],
+    payload: bytes,
+    close: bool,
+) -> bytes:
+    """A whole response of known length, head and body, as uvicorn writes one: its status
+    line, the server's default headers, then ``headers``, and ``Connection: close`` if asked."""
+    head = [STATUS_LINE[status]]
+    for name, value in (*default_headers, *headers):
+        head += [name, b": ", value, b"\r\n"]
+    if close:
+        head.append(b"connection: close\r\n")
+    return b"".join([*head, b"\r\n", payload])
 
 
 async def _with_body(app: Any, body: bytes, scope: Any, _receive: Any, send: Any) -> None:
